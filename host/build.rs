@@ -1,0 +1,65 @@
+//! Builds the WebAssembly guests with a nested cargo, as wasmtime's
+//! test-programs do, so `cargo build`, `cargo run` and `cargo test` need
+//! nothing built by hand: the example app, embedded into the binary as its
+//! default component, and the test fixtures.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let host = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = host.parent().expect("host/ sits in the workspace root");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Guests get a target directory of their own: sharing the outer one
+    // would block on the lock the outer cargo holds.
+    let target_dir = root.join("target").join("guest");
+
+    for watched in ["wit", "guest/src", "guest/Cargo.toml", "guest/Cargo.lock", "guest/.cargo"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let example = build_guest(&root.join("guest"), &target_dir, "promwasm_example");
+    let embedded = out.join("promwasm_example.wasm");
+    std::fs::copy(&example, &embedded)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", example.display(), embedded.display()));
+    println!("cargo:rustc-env=PROMWASM_EXAMPLE_WASM={}", example.display());
+}
+
+/// Builds the cdylib `artifact` of the guest workspace at `dir` in release
+/// mode for wasm32-wasip2 and returns the component's path.
+fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(dir)
+        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .arg(target_dir);
+    // The outer build's flags are for the host; the guest's own come from
+    // its .cargo/config.toml.
+    for leaked in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        command.env_remove(leaked);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build the guest in {}: {e}", dir.display()));
+    if !status.success() {
+        panic!(
+            "building the guest in {} for {TARGET} failed ({status}); if the target is missing, \
+             install it with `rustup target add {TARGET}`",
+            dir.display()
+        );
+    }
+    target_dir.join(TARGET).join("release").join(format!("{artifact}.wasm"))
+}

@@ -1,0 +1,153 @@
+//! `promwasm`: wires the command line, the component, the metrics registry
+//! and the listeners together.
+
+mod app;
+mod config;
+mod metrics;
+mod routes;
+mod runtime;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{App, MetricOptions};
+use crate::config::Cli;
+use crate::metrics::{ProcessCollector, Rejections};
+use crate::runtime::{Limits, Runtime};
+use crate::server::{ClientLimits, Role, Server};
+
+/// The example app, built from `guest/` by the build script.
+static EXAMPLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/promwasm_example.wasm"));
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("PROMWASM_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("promwasm: starting the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("promwasm: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let (bytes, origin) = match &cli.component {
+        Some(path) => (
+            std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?,
+            path.clone(),
+        ),
+        None => (EXAMPLE_COMPONENT.to_vec(), PathBuf::from("<built-in example component>")),
+    };
+    let limits = Limits {
+        request_timeout: cli.request_timeout,
+        max_memory: cli.max_memory,
+        max_instances: cli.max_instances,
+    };
+    let runtime = Runtime::new(&bytes, &origin, limits)?;
+    let manifest = runtime
+        .describe()
+        .await
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("calling describe on {}", origin.display()))?;
+
+    let mut registry = Registry::default();
+    let options = MetricOptions {
+        default_metrics: !cli.no_default_metrics,
+        series_cap: cli.series_cap,
+    };
+    let app = App::new(&manifest, &mut registry, options)
+        .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
+    let rejections = Rejections::register(&mut registry);
+    registry.register_collector(Box::new(ProcessCollector));
+
+    let main_listener = server::bind(cli.listen).await?;
+    let metrics_listener = match cli.metrics_listen {
+        Some(addr) => Some(server::bind(addr).await?),
+        None => None,
+    };
+    println!("listening on http://{}", main_listener.local_addr()?);
+    if let Some(listener) = &metrics_listener {
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+    }
+    tracing::info!(
+        component = %origin.display(),
+        routes = ?app.router.routes().iter().map(|r| &*r.template).collect::<Vec<_>>(),
+        prefix = manifest.default_prefix.as_deref().unwrap_or(""),
+        "serving component"
+    );
+    tracing::info!(
+        "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"
+    );
+    tracing::info!(
+        request_timeout = ?cli.request_timeout,
+        max_memory = cli.max_memory,
+        max_body = cli.max_body,
+        max_instances = cli.max_instances,
+        series_cap = cli.series_cap,
+        "limits"
+    );
+
+    let server = Arc::new(Server {
+        runtime,
+        app,
+        registry,
+        rejections,
+        limits: ClientLimits {
+            max_body: cli.max_body,
+            header_read_timeout: cli.header_read_timeout,
+            max_header_bytes: cli.max_header_bytes,
+        },
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::serve(
+        server.clone(),
+        main_listener,
+        Role::Main {
+            serves_metrics: metrics_listener.is_none(),
+        },
+        stopped.clone(),
+        cli.drain_timeout,
+    ));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(server::serve(server, listener, Role::Metrics, stopped, cli.drain_timeout));
+    }
+
+    shutdown_signal().await?;
+    tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

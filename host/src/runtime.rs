@@ -1,0 +1,247 @@
+//! The WebAssembly side: one engine and one pre-linked component prepared at
+//! start, and a fresh `Store` and instance for every call, so no guest state
+//! outlives a request.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::error::Context as _;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::metrics::{GuestMetrics, Update, UpdateError};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "route-handler",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::promwasm::app::types;
+use bindings::{RouteHandler, RouteHandlerPre};
+use types::{Manifest, MetricError, Request, Response};
+
+/// How often the epoch ticks. A running guest yields to the tokio executor
+/// at every tick, so a busy guest delays others by at most this much.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes a guest may pass to one host call (label values of a metric update).
+const HOSTCALL_FUEL: usize = 1 << 20;
+
+/// Limits every guest call runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock time one call may take before it is stopped.
+    pub request_timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_memory: usize,
+    /// Instances alive at once; calls past it are refused.
+    pub max_instances: u32,
+}
+
+/// Why a guest call did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest trapped (a panic, an out-of-bounds access, memory exhausted...).
+    #[error("guest trapped: {0:?}")]
+    Trap(wasmtime::Error),
+    /// The guest returned an error.
+    #[error("guest returned an error: {0}")]
+    Guest(String),
+    /// The call ran past the request timeout and was stopped.
+    #[error("guest ran past the {0:?} request timeout")]
+    Timeout(Duration),
+    /// No instance slot was free.
+    #[error("no instance slot free: {0:?}")]
+    Capacity(wasmtime::Error),
+}
+
+/// The per-call state a `Store` holds.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    metrics: Option<Arc<GuestMetrics>>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl HostState {
+    fn update(&self, metric: u32, update: Update, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        let Some(metrics) = &self.metrics else {
+            // `describe` runs before any metric is registered.
+            return Err(MetricError::UnknownMetric(metric));
+        };
+        metrics.update(metric, update, labels, value).map_err(|e| match e {
+            UpdateError::UnknownMetric(h) => MetricError::UnknownMetric(h),
+            UpdateError::WrongKind(..) => MetricError::WrongKind(e.to_string()),
+            UpdateError::LabelCount(..) => MetricError::LabelCount(e.to_string()),
+            UpdateError::NegativeIncrement(_) => MetricError::NegativeIncrement(e.to_string()),
+            UpdateError::NotFinite(_) => MetricError::NotFinite(e.to_string()),
+        })
+    }
+}
+
+impl bindings::promwasm::app::metrics::Host for HostState {
+    fn counter_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.update(metric, Update::CounterAdd, labels, value)
+    }
+
+    fn gauge_set(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.update(metric, Update::GaugeSet, labels, value)
+    }
+
+    fn gauge_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.update(metric, Update::GaugeAdd, labels, value)
+    }
+
+    fn histogram_observe(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.update(metric, Update::HistogramObserve, labels, value)
+    }
+}
+
+/// The engine and the component, ready to instantiate.
+pub struct Runtime {
+    engine: Engine,
+    pre: RouteHandlerPre<HostState>,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// Builds the engine, compiles the component and links it against WASI
+    /// and the `metrics` import. `origin` names the component in errors.
+    pub fn new(bytes: &[u8], origin: &Path, limits: Limits) -> wasmtime::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
+        let component = Component::new(&engine, bytes)
+            .with_context(|| format!("{} is not a valid WebAssembly component", origin.display()))?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+        RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .context("linking the promwasm:app/metrics import")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .with_context(|| {
+                format!(
+                    "{} does not implement the promwasm:app/route-handler world with the imports the host offers",
+                    origin.display()
+                )
+            })
+            .and_then(RouteHandlerPre::new)
+            .with_context(|| format!("{} does not export promwasm:app/handler", origin.display()))?;
+
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Runtime { engine, pre, limits })
+    }
+
+    /// Calls the component's `describe` on a fresh instance.
+    pub async fn describe(&self) -> Result<Manifest, CallError> {
+        self.call(None, async |handler, store| {
+            handler.promwasm_app_handler().call_describe(store).await.map(Ok)
+        })
+        .await
+    }
+
+    /// Calls the component's `handle` on a fresh instance.
+    pub async fn handle(&self, metrics: &Arc<GuestMetrics>, request: Request) -> Result<Response, CallError> {
+        self.call(Some(metrics.clone()), async move |handler, store| {
+            handler.promwasm_app_handler().call_handle(store, &request).await
+        })
+        .await
+    }
+
+    /// Runs `f` against a fresh instance within the time limit. The store is
+    /// dropped on return, on error and on timeout alike.
+    async fn call<T>(
+        &self,
+        metrics: Option<Arc<GuestMetrics>>,
+        f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, CallError> {
+        let state = HostState {
+            // No filesystem, environment, arguments or network: nothing is granted.
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).build(),
+            metrics,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+
+        let run = async {
+            let handler = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                        CallError::Capacity(e)
+                    } else {
+                        CallError::Trap(e)
+                    }
+                })?;
+            match f(&handler, &mut store).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(message)) => Err(CallError::Guest(message)),
+                Err(trap) => Err(CallError::Trap(trap)),
+            }
+        };
+        match tokio::time::timeout(self.limits.request_timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(self.limits.request_timeout)),
+        }
+    }
+}
+
+/// Engine settings for many short-lived instances: the pooling allocator
+/// keeps each slot's touched pages resident and resets them between
+/// instances (the isolation stays), epochs interrupt long calls, and the
+/// component-model concurrency machinery a WASI 0.2 world does not use is off.
+fn engine_config(limits: &Limits) -> Config {
+    let n = limits.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        // A Rust std guest is a dozen or more core instances (its own module
+        // plus the adapter and shims that wire WASI), but only one or two
+        // memories and a few tables.
+        .total_core_instances(n.saturating_mul(24))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(limits.max_memory)
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .concurrency_support(false);
+    config
+}

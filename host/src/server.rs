@@ -1,0 +1,315 @@
+//! The HTTP side: listeners, the per-request path from hyper through the
+//! router into the guest and back, the metrics recorded around it, and
+//! `/metrics`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::metrics::{self, Format, RequestLabels, Rejections, UNMATCHED_PATH};
+use crate::routes::Dispatch;
+use crate::runtime::{CallError, Runtime, types};
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// Client-side limits enforced before a request reaches routing.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// Largest request body, in bytes; larger ones get 413.
+    pub max_body: usize,
+    /// Time a client has to send the request head.
+    pub header_read_timeout: Duration,
+    /// hyper's read buffer, which bounds the request head: past it, 431.
+    pub max_header_bytes: usize,
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Server {
+    pub runtime: Runtime,
+    pub app: App,
+    pub registry: Registry,
+    pub rejections: Rejections,
+    pub limits: ClientLimits,
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Routes, and `/metrics` unless a metrics listener is separate.
+    Main { serves_metrics: bool },
+    /// `/metrics` only.
+    Metrics,
+}
+
+/// Responses are built whole; hyper gets them as one `Full` frame.
+type Body = Bytes;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    response
+}
+
+/// A body the client must not see (a `HEAD` answer) keeps its length.
+fn strip_body(response: &mut Response<Body>) {
+    let len = std::mem::take(response.body_mut()).len();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+impl Server {
+    async fn serve_request(&self, request: Request<Incoming>, role: Role) -> Response<Body> {
+        let start = Instant::now();
+        let is_metrics_path = request.uri().path() == "/metrics";
+        match role {
+            Role::Metrics if is_metrics_path => self.scrape(&request),
+            Role::Metrics => text(StatusCode::NOT_FOUND, "Not Found"),
+            Role::Main { serves_metrics: true } if is_metrics_path => self.scrape(&request),
+            Role::Main { .. } => self.route(request, start).await,
+        }
+    }
+
+    /// Routes one request and records it in the default families.
+    async fn route(&self, request: Request<Incoming>, start: Instant) -> Response<Body> {
+        let method = metrics::method_label(request.method());
+        let is_head = request.method() == Method::HEAD;
+        let path = request.uri().path().to_string();
+        let routes = self.app.router.routes();
+        let (mut response, route) = match self.app.router.dispatch(request.method(), &path) {
+            Dispatch::NotFound => (text(StatusCode::NOT_FOUND, "Not Found"), None),
+            Dispatch::MethodNotAllowed(index) => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, routes[index].allow.clone());
+                (response, Some(index))
+            }
+            Dispatch::Options(index) => {
+                let mut response = text(StatusCode::OK, "");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, routes[index].allow.clone());
+                (response, Some(index))
+            }
+            Dispatch::Guest(index) => match self.call_guest(request, index, method).await {
+                Ok(response) => (response, Some(index)),
+                // Refused before the guest: not a request of the route.
+                Err(rejected) => return rejected,
+            },
+        };
+        if is_head {
+            strip_body(&mut response);
+        }
+        let status = response.status().as_u16();
+        let tracked = route.is_none_or(|index| routes[index].track);
+        if let (Some(http), true) = (&self.app.http, tracked) {
+            let path = route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
+            http.observe(&RequestLabels { method, path, status }, start.elapsed());
+        }
+        tracing::debug!(method, path, status, elapsed_us = start.elapsed().as_micros() as u64, "request");
+        response
+    }
+
+    /// Reads the body, runs the guest for route `index` and turns what it
+    /// returns into a response. `Err` is an answer given before the guest was
+    /// entered, which no route family records.
+    async fn call_guest(
+        &self,
+        request: Request<Incoming>,
+        index: usize,
+        method: &'static str,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let (parts, body) = request.into_parts();
+        let too_large = || {
+            self.rejections.inc("body_too_large");
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body larger than {} bytes", self.limits.max_body),
+            )
+        };
+        let declared_len = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|len| len > self.limits.max_body as u64) {
+            return Err(too_large());
+        }
+        let body = match Limited::new(body, self.limits.max_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                self.rejections.inc("body_read_error");
+                tracing::debug!(error = %e, "reading a request body failed");
+                return Err(text(StatusCode::BAD_REQUEST, "Request body could not be read"));
+            }
+        };
+        let guest_request = types::Request {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            route: index as u32,
+            headers: parts
+                .headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+                .collect(),
+            body: body.into(),
+        };
+
+        let outcome = {
+            let _in_progress = self.app.in_progress[index].enter();
+            self.runtime.handle(&self.app.guest_metrics, guest_request).await
+        };
+        let template = &self.app.router.routes()[index].template;
+        let failure = match outcome.map_err(GuestFailure::Call).and_then(guest_response) {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
+        };
+        let (status, body) = match &failure {
+            GuestFailure::Call(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+            GuestFailure::Call(CallError::Capacity(_)) => {
+                self.rejections.inc("capacity");
+                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        };
+        if !matches!(failure, GuestFailure::Call(CallError::Capacity(_)))
+            && let Some(http) = &self.app.http
+        {
+            http.exception(method, status.as_u16());
+        }
+        tracing::warn!(route = %template, status = status.as_u16(), "{failure}");
+        Ok(text(status, body))
+    }
+
+    fn scrape(&self, request: &Request<Incoming>) -> Response<Body> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = Format::negotiate(accept);
+        let mut response = Response::new(Bytes::from(format.encode(&self.registry)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        if request.method() == Method::HEAD {
+            strip_body(&mut response);
+        }
+        response
+    }
+}
+
+/// A guest call that produced no usable response.
+#[derive(Debug, thiserror::Error)]
+enum GuestFailure {
+    #[error(transparent)]
+    Call(CallError),
+    #[error("guest returned an invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+/// Turns the guest's response record into an HTTP response, refusing
+/// statuses and headers HTTP cannot carry.
+fn guest_response(response: types::Response) -> Result<Response<Body>, GuestFailure> {
+    let invalid = |what: String| GuestFailure::InvalidResponse(what);
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|s| (100..=599).contains(&s.as_u16()) && !s.is_informational())
+        .ok_or_else(|| invalid(format!("status {}", response.status)))?;
+    let mut http = Response::new(Bytes::from(response.body));
+    *http.status_mut() = status;
+    for (name, value) in response.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("header name {name:?}")))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| invalid(format!("value of header {name}")))?;
+        http.headers_mut().append(name, value);
+    }
+    http.headers_mut()
+        .entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static(TEXT_PLAIN));
+    Ok(http)
+}
+
+/// Binds a listener, naming the address when that fails.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Accepts connections on `listener` until `shutdown` changes, then waits up
+/// to `drain` for the connections' requests in flight to finish.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    role: Role,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.limits.header_read_timeout)
+        .max_buf_size(server.limits.max_header_bytes);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the
+                        // connections we have and try again shortly.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let server = server.clone();
+                let service = service_fn(move |request| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.serve_request(request, role).await.map(Full::new)) }
+                });
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?drain, "requests still in flight after the drain deadline");
+    }
+}
