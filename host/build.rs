@@ -17,7 +17,16 @@ fn main() {
     // would block on the lock the outer cargo holds.
     let target_dir = root.join("target").join("guest");
 
-    for watched in ["wit", "guest/src", "guest/Cargo.toml", "guest/Cargo.lock", "guest/.cargo"] {
+    for watched in [
+        "wit",
+        "guest/src",
+        "guest/Cargo.toml",
+        "guest/Cargo.lock",
+        "guest/.cargo",
+        "tests/fixtures/src",
+        "tests/fixtures/Cargo.toml",
+        "tests/fixtures/Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -26,6 +35,9 @@ fn main() {
     std::fs::copy(&example, &embedded)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", example.display(), embedded.display()));
     println!("cargo:rustc-env=PROMWASM_EXAMPLE_WASM={}", example.display());
+
+    let fixture = build_guest(&root.join("tests").join("fixtures"), &target_dir, "promwasm_fixture");
+    println!("cargo:rustc-env=PROMWASM_FIXTURE_WASM={}", fixture.display());
 }
 
 /// Builds the cdylib `artifact` of the guest workspace at `dir` in release

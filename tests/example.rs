@@ -1,0 +1,382 @@
+//! The example app end to end: the behaviour table of the seed's routes and
+//! the metric contract, through a real `promwasm` process.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Promwasm, Scrape, request, start_failure};
+
+const HELLO: &str = "Hello! This is an example app for demonstrating prometheus metrics collection";
+
+#[test]
+fn seed_curl_commands_answer_as_the_seed() {
+    let app = Promwasm::start(&[]);
+    let root = app.get_as("/", "john");
+    assert_eq!((root.status, root.body.as_str()), (200, HELLO));
+    assert_eq!(root.header("content-type"), Some("text/plain; charset=utf-8"));
+    let square = app.get_as("/square?num=20", "john");
+    assert_eq!((square.status, square.body.as_str()), (200, "400.0"));
+    let even = app.get_as("/even?num=20", "john");
+    assert_eq!((even.status, even.body.as_str()), (200, "true"));
+}
+
+#[test]
+fn behaviour_table() {
+    let app = Promwasm::start(&[]);
+    let cases: &[(&str, u16, &str)] = &[
+        ("/healthz", 200, "Success"),
+        ("/square?num=20", 200, "400.0"),
+        ("/square?num=2.5", 200, "6.25"),
+        ("/square?num=-3", 200, "9.0"),
+        ("/square?num=1e8", 200, "1e16"),
+        ("/even?num=20", 200, "true"),
+        ("/even?num=3", 200, "false"),
+        ("/even?num=2.5", 200, "false"),
+        ("/even?num=-4", 200, "true"),
+        ("/square", 400, "Missing request parameter 'num'!"),
+        ("/square?num=", 400, "Missing request parameter 'num'!"),
+        ("/even", 400, "Missing request parameter 'num'!"),
+        ("/even?other=1&num=", 400, "Missing request parameter 'num'!"),
+        ("/square?num=abc", 400, "Request parameter 'num' is not a number: 'abc'"),
+        ("/square?num=0x10", 400, "Request parameter 'num' is not a number: '0x10'"),
+        ("/even?num=abc", 400, "Request parameter 'num' is not a number: 'abc'"),
+        ("/square?num=inf", 400, "Request parameter 'num' must be finite, got 'inf'"),
+        ("/even?num=nan", 400, "Request parameter 'num' must be finite, got 'nan'"),
+        ("/square?num=1e200", 400, "The square of 1e200 is too large to represent"),
+        ("/nope", 404, "Not Found"),
+        ("/square/", 404, "Not Found"),
+    ];
+    for (path, status, body) in cases {
+        let reply = app.get(path);
+        assert_eq!((reply.status, reply.body.as_str()), (*status, *body), "GET {path}");
+        assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"), "GET {path}");
+    }
+
+    let wrong_method = request("POST", &app.url("/square?num=2"), &[], b"x");
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, OPTIONS"));
+
+    let options = request("OPTIONS", &app.url("/square"), &[], b"");
+    assert_eq!((options.status, options.body.as_str()), (200, ""));
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS"));
+
+    let head = request("HEAD", &app.url("/"), &[], b"");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    assert_eq!(head.header("content-length"), Some(HELLO.len().to_string().as_str()));
+    let head_square = request("HEAD", &app.url("/square?num=20"), &[], b"");
+    assert_eq!((head_square.status, head_square.header("content-length")), (200, Some("5")));
+}
+
+#[test]
+fn unknown_paths_wrong_methods_and_options_never_enter_the_guest() {
+    let app = Promwasm::start(&[]);
+    // The guest counts every request it is handed in total_auths.
+    let auths = |s: &Scrape| s.value("flask_app_total_auths_total", &[("user", "ghost")]);
+    let before = app.scrape();
+    assert_eq!(request("GET", &app.url("/nope"), &[("user", "ghost")], b"").status, 404);
+    assert_eq!(request("DELETE", &app.url("/"), &[("user", "ghost")], b"").status, 405);
+    assert_eq!(request("OPTIONS", &app.url("/even"), &[("user", "ghost")], b"").status, 200);
+    assert_eq!(request("GET", &app.metrics_url, &[("user", "ghost")], b"").status, 200);
+    let after = app.scrape();
+    assert_eq!(auths(&before), 0.0);
+    assert_eq!(auths(&after), 0.0);
+    assert_eq!(request("GET", &app.url("/healthz"), &[("user", "ghost")], b"").status, 200);
+    assert_eq!(auths(&app.scrape()), 1.0);
+}
+
+/// After N requests of each kind, each counted series rises by exactly N.
+#[test]
+fn metric_contract_counts_exactly() {
+    let app = Promwasm::start(&[]);
+    let before = app.scrape();
+    const N: usize = 7;
+    for _ in 0..N {
+        assert_eq!(app.get_as("/", "john").status, 200);
+        assert_eq!(app.get_as("/square?num=3", "john").status, 200);
+        assert_eq!(app.get_as("/square", "john").status, 400);
+        assert_eq!(app.get_as("/healthz", "alice").status, 200);
+        assert_eq!(app.get("/even?num=4").status, 200);
+        assert_eq!(app.get_as("/missing", "john").status, 404);
+        assert_eq!(request("POST", &app.url("/even"), &[("user", "john")], b"").status, 405);
+        assert_eq!(request("HEAD", &app.url("/"), &[("user", "john")], b"").status, 200);
+        assert_eq!(request("OPTIONS", &app.url("/"), &[("user", "john")], b"").status, 200);
+        assert_eq!(app.scrape().value("flask_request_in_progress", &[("path", "/")]), 0.0);
+    }
+    let after = app.scrape();
+    let delta = |name: &str, labels: &[(&str, &str)]| after.value(name, labels) - before.value(name, labels);
+    let n = N as f64;
+
+    let count = "flask_http_request_duration_seconds_count";
+    for (method, path, status) in [
+        ("GET", "/", "200"),
+        ("GET", "/square", "200"),
+        ("GET", "/square", "400"),
+        ("GET", "/even", "200"),
+        ("GET", "<unmatched>", "404"),
+        ("POST", "/even", "405"),
+        ("HEAD", "/", "200"),
+        ("OPTIONS", "/", "200"),
+    ] {
+        let labels = [("method", method), ("path", path), ("status", status)];
+        assert_eq!(delta(count, &labels), n, "{count} {labels:?}");
+        let inf = [("method", method), ("path", path), ("status", status), ("le", "+Inf")];
+        assert_eq!(delta("flask_http_request_duration_seconds_bucket", &inf), n, "+Inf bucket {labels:?}");
+    }
+    // Every request but /healthz and the scrapes: 8 kinds of N.
+    let all: f64 = after.series(count).iter().map(|k| after.0[*k]).sum::<f64>()
+        - before.series(count).iter().map(|k| before.0[*k]).sum::<f64>();
+    assert_eq!(all, 8.0 * n);
+
+    let total = "flask_http_request_total";
+    for (method, status, times) in [
+        ("GET", "200", 3.0),
+        ("GET", "400", 1.0),
+        ("GET", "404", 1.0),
+        ("POST", "405", 1.0),
+        ("HEAD", "200", 1.0),
+        ("OPTIONS", "200", 1.0),
+    ] {
+        assert_eq!(delta(total, &[("method", method), ("status", status)]), times * n, "{total} {method} {status}");
+    }
+
+    // /healthz is not tracked by the default families...
+    for name in [count, total] {
+        assert!(
+            after.series(name).iter().all(|k| !k.contains("/healthz")),
+            "{name} has a /healthz series"
+        );
+    }
+    // ...but is counted by the guest and by the host-recorded gauge.
+    assert_eq!(delta("flask_app_total_auths_total", &[("user", "alice")]), n);
+    // john: /, /square twice, HEAD / (404, 405 and OPTIONS never reach the guest).
+    assert_eq!(delta("flask_app_total_auths_total", &[("user", "john")]), 4.0 * n);
+    assert_eq!(delta("flask_app_total_auths_total", &[("user", "anonymous")]), n);
+    for path in ["/", "/healthz", "/square", "/even"] {
+        assert_eq!(after.get("flask_request_in_progress", &[("path", path)]), Some(0.0), "in progress {path}");
+    }
+    assert_eq!(after.series("flask_request_in_progress").len(), 4);
+
+    assert_eq!(after.get("flask_exporter_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert_eq!(after.get("flask_app_info", &[("version", "0.1.0")]), Some(1.0));
+    // Labelled families appear with their first sample; no request failed.
+    assert!(after.series("flask_http_request_exceptions_total").is_empty());
+
+    let rss = after.value("process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
+    let started = after.value("process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started <= now + 1.0 && started > now - 600.0, "start time {started}, now {now}");
+    let open = after.value("process_open_fds", &[]);
+    assert!(open >= 3.0 && open <= after.value("process_max_fds", &[]), "open fds {open}");
+    assert!(after.get("process_cpu_seconds_total", &[]).is_some());
+    assert!(after.value("process_virtual_memory_bytes", &[]) >= rss);
+}
+
+#[test]
+fn unknown_paths_share_one_series() {
+    let app = Promwasm::start(&[]);
+    let series = |s: &Scrape| s.series("flask_http_request_duration_seconds_count").len();
+    let before = series(&app.scrape());
+    // Distinct pseudo-random paths.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..100 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        assert_eq!(app.get(&format!("/x{state:x}/{}", state % 1000)).status, 404);
+    }
+    let after = app.scrape();
+    assert!(series(&after) <= before + 1);
+    assert_eq!(
+        after.value(
+            "flask_http_request_duration_seconds_count",
+            &[("method", "GET"), ("path", "<unmatched>"), ("status", "404")]
+        ),
+        100.0
+    );
+}
+
+#[test]
+fn even_numbers_histogram_counts_per_bucket() {
+    let app = Promwasm::start(&[]);
+    let numbers = ["0", "0.5", "1", "5", "10", "10.5", "99", "100", "1000", "5000", "99999", "123456", "-4", "2.5"];
+    for num in numbers {
+        assert_eq!(app.get(&format!("/even?num={num}")).status, 200);
+    }
+    let s = app.scrape();
+    // -4 is not observed: cumulative counts per upper bound.
+    for (le, count) in [
+        ("1.0", 3.0),
+        ("10.0", 6.0),
+        ("100.0", 9.0),
+        ("1000.0", 10.0),
+        ("10000.0", 11.0),
+        ("100000.0", 12.0),
+        ("+Inf", 13.0),
+    ] {
+        assert_eq!(s.get("flask_app_even_numbers_bucket", &[("le", le)]), Some(count), "le={le}");
+    }
+    assert_eq!(s.get("flask_app_even_numbers_count", &[]), Some(13.0));
+    let sum = 0.0 + 0.5 + 1.0 + 5.0 + 10.0 + 10.5 + 99.0 + 100.0 + 1000.0 + 5000.0 + 99999.0 + 123456.0 + 2.5;
+    assert_eq!(s.get("flask_app_even_numbers_sum", &[]), Some(sum));
+}
+
+#[test]
+fn even_numbers_histogram_is_zero_before_any_request() {
+    let app = Promwasm::start(&[]);
+    let s = app.scrape();
+    assert_eq!(s.get("flask_app_even_numbers_count", &[]), Some(0.0));
+    assert_eq!(s.get("flask_app_even_numbers_bucket", &[("le", "+Inf")]), Some(0.0));
+}
+
+fn traffic(app: &Promwasm) {
+    for path in ["/", "/square?num=2", "/square", "/even?num=5", "/healthz", "/nope"] {
+        app.get_as(path, "john \"the\" \\ tester");
+    }
+}
+
+#[test]
+fn text_format_passes_promtool() {
+    let app = Promwasm::start(&[]);
+    traffic(&app);
+    let reply = request("GET", &app.metrics_url, &[], b"");
+    assert_eq!(reply.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert!(!reply.body.contains("# EOF"));
+    let mut check = Command::new(support::promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check.stdin.take().unwrap().write_all(reply.body.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let complaints = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics failed: {complaints}");
+    assert_eq!(complaints, "", "promtool complained");
+    // The escaped label value round-trips.
+    assert_eq!(
+        Scrape::parse(&reply.body).value("flask_app_total_auths_total", &[("user", "john \"the\" \\ tester")]),
+        5.0
+    );
+}
+
+#[test]
+fn openmetrics_format_parses_strictly() {
+    let app = Promwasm::start(&[]);
+    traffic(&app);
+    let reply = request(
+        "GET",
+        &app.metrics_url,
+        &[("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")],
+        b"",
+    );
+    assert_eq!(reply.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(reply.body.ends_with("# EOF\n"));
+    // prometheus_client's OpenMetrics parser refuses anything off-spec.
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(' '.join(sorted(f.name + ':' + f.type for f in families)))\n";
+    let mut parse = Command::new(support::python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    parse.stdin.take().unwrap().write_all(reply.body.as_bytes()).unwrap();
+    let out = parse.wait_with_output().unwrap();
+    assert!(out.status.success(), "OpenMetrics parse failed: {}", String::from_utf8_lossy(&out.stderr));
+    let families = String::from_utf8(out.stdout).unwrap();
+    for family in [
+        "flask_http_request_duration_seconds:histogram",
+        "flask_http_request:counter",
+        "flask_exporter:info",
+        "flask_request_in_progress:gauge",
+        "flask_app_total_auths:counter",
+        "flask_app_even_numbers:histogram",
+        "flask_app:info",
+        "process_cpu_seconds:counter",
+        "process_resident_memory_bytes:gauge",
+    ] {
+        assert!(families.split_whitespace().any(|f| f == family), "{family} missing from {families}");
+    }
+}
+
+#[test]
+fn separate_metrics_listener() {
+    let app = Promwasm::start(&["--metrics-listen", "127.0.0.1:0"]);
+    assert_ne!(app.metrics_url, format!("{}/metrics", app.base));
+    assert_eq!(app.get("/metrics").status, 404);
+    assert_eq!(app.get("/").status, 200);
+    let metrics = request("GET", &app.metrics_url, &[], b"");
+    assert_eq!(metrics.status, 200);
+    let s = Scrape::parse(&metrics.body);
+    assert_eq!(
+        s.value("flask_http_request_duration_seconds_count", &[("method", "GET"), ("path", "/"), ("status", "200")]),
+        1.0
+    );
+    let other = request("GET", &app.metrics_url.replace("/metrics", "/"), &[], b"");
+    assert_eq!(other.status, 404);
+}
+
+#[test]
+fn start_failures_name_the_cause() {
+    let (code, err) = start_failure(&["--component", "/nonexistent/app.wasm"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read component /nonexistent/app.wasm: No such file or directory"), "{err}");
+
+    let garbage = std::env::temp_dir().join(format!("promwasm-garbage-{}.wasm", std::process::id()));
+    std::fs::write(&garbage, b"\0asm but not really").unwrap();
+    let (code, err) = start_failure(&["--component", garbage.to_str().unwrap()]);
+    std::fs::remove_file(&garbage).unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("{} is not a valid WebAssembly component", garbage.display())),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = start_failure(&["--listen", &addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("cannot listen on {addr}: Address already in use")), "{err}");
+
+    let (code, err) = start_failure(&["--request-timeout", "soon"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("invalid value 'soon' for '--request-timeout"), "{err}");
+}
+
+#[test]
+fn another_component_gets_the_default_families_under_bare_names() {
+    let app = Promwasm::start(&["--component", support::FIXTURE_WASM]);
+    let reply = app.get("/items/42");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "item 42"));
+    assert_eq!(app.get("/items/43").status, 200);
+    let s = app.scrape();
+    let labels = [("method", "GET"), ("path", "/items/{id}"), ("status", "200")];
+    assert_eq!(s.get("http_request_duration_seconds_count", &labels), Some(2.0));
+    assert_eq!(s.get("http_request_total", &[("method", "GET"), ("status", "200")]), Some(2.0));
+    assert_eq!(s.get("exporter_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert!(s.series("flask_http_request_total").is_empty());
+    // The in-progress gauge scoped to one route has that route's series only.
+    assert_eq!(s.series("fixture_sleeping"), ["fixture_sleeping{path=\"/sleep\"}"]);
+}
+
+#[test]
+fn sigterm_stops_gracefully() {
+    let app = Promwasm::start(&[]);
+    assert_eq!(app.get("/").status, 200);
+    app.signal("TERM");
+    let (code, err) = app.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("stopped"), "{err}");
+}
