@@ -1,13 +1,6 @@
 //! `promwasm`: wires the command line, the component, the metrics registry
 //! and the listeners together.
 
-mod app;
-mod config;
-mod metrics;
-mod routes;
-mod runtime;
-mod server;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,14 +11,12 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, MetricOptions};
-use crate::config::Cli;
-use crate::metrics::{ProcessCollector, Rejections};
-use crate::runtime::{Limits, Runtime};
-use crate::server::{ClientLimits, Role, Server};
-
-/// The example app, built from `guest/` by the build script.
-static EXAMPLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/promwasm_example.wasm"));
+use promwasm::app::{App, MetricOptions};
+use promwasm::config::Cli;
+use promwasm::metrics::{ProcessCollector, Rejections};
+use promwasm::runtime::{Limits, Runtime};
+use promwasm::server::{self, ClientLimits, Role, Server};
+use promwasm::EXAMPLE_COMPONENT;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
