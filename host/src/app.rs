@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail, ensure};
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{self, Declaration, GuestMetrics, HttpMetrics, InProgress, Kind};
+use crate::metrics::{self, Declaration, GuestMetrics, HttpMetrics, InProgress, Kind, RouteRuntime, RuntimeMetrics};
 use crate::routes::{RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, Manifest, MetricKind};
 
@@ -27,6 +27,8 @@ pub struct App {
     pub http: Option<HttpMetrics>,
     /// Per route, the host-recorded gauges to raise around the guest call.
     pub in_progress: Vec<InProgress>,
+    /// Per route, its runtime series.
+    pub runtime: Vec<RouteRuntime>,
     pub guest_metrics: Arc<GuestMetrics>,
 }
 
@@ -41,7 +43,12 @@ pub struct MetricOptions {
 impl App {
     /// Checks the manifest and registers its families in `registry`. Any
     /// problem is refused with an error naming the route or metric.
-    pub fn new(manifest: &Manifest, registry: &mut Registry, options: MetricOptions) -> Result<App> {
+    pub fn new(
+        manifest: &Manifest,
+        registry: &mut Registry,
+        runtime_metrics: &RuntimeMetrics,
+        options: MetricOptions,
+    ) -> Result<App> {
         let router = Router::new(manifest.routes.iter().map(|r| RouteDecl {
             methods: &r.methods,
             path: &r.path,
@@ -146,6 +153,7 @@ impl App {
             router,
             http,
             in_progress: in_progress.into_iter().map(InProgress::from_iter).collect(),
+            runtime: templates.iter().map(|t| runtime_metrics.for_route(t)).collect(),
             guest_metrics,
         })
     }

@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,
 
+    /// Largest response body a guest may return ("8MiB"); a larger one is
+    /// answered 500.
+    #[arg(long, env = "PROMWASM_MAX_RESPONSE_BODY", default_value = "8MiB", value_parser = parse_size)]
+    pub max_response_body: usize,
+
     /// Largest request head (request line and headers) accepted ("64KiB");
     /// larger ones are answered 431.
     #[arg(long, env = "PROMWASM_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_size)]

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use promwasm::app::{App, MetricOptions};
 use promwasm::config::Cli;
-use promwasm::metrics::{ProcessCollector, Rejections};
+use promwasm::metrics::{ProcessCollector, Rejections, RuntimeMetrics};
 use promwasm::runtime::{Limits, Runtime};
 use promwasm::server::{self, ClientLimits, Role, Server};
 use promwasm::EXAMPLE_COMPONENT;
@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> Result<()> {
         request_timeout: cli.request_timeout,
         max_memory: cli.max_memory,
         max_instances: cli.max_instances,
+        max_response_body: cli.max_response_body,
     };
     let runtime = Runtime::new(&bytes, &origin, limits)?;
     let manifest = runtime
@@ -65,7 +66,8 @@ async fn run(cli: Cli) -> Result<()> {
         default_metrics: !cli.no_default_metrics,
         series_cap: cli.series_cap,
     };
-    let app = App::new(&manifest, &mut registry, options)
+    let runtime_metrics = RuntimeMetrics::register(&mut registry);
+    let app = App::new(&manifest, &mut registry, &runtime_metrics, options)
         .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
     let rejections = Rejections::register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
@@ -102,6 +104,7 @@ async fn run(cli: Cli) -> Result<()> {
         app,
         registry,
         rejections,
+        runtime_metrics,
         limits: ClientLimits {
             max_body: cli.max_body,
             header_read_timeout: cli.header_read_timeout,

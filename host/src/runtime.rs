@@ -4,13 +4,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::error::Context as _;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -32,9 +31,6 @@ use types::{Manifest, MetricError, Request, Response};
 /// at every tick, so a busy guest delays others by at most this much.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Bytes a guest may pass to one host call (label values of a metric update).
-const HOSTCALL_FUEL: usize = 1 << 20;
-
 /// Limits every guest call runs under.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -44,6 +40,8 @@ pub struct Limits {
     pub max_memory: usize,
     /// Instances alive at once; calls past it are refused.
     pub max_instances: u32,
+    /// Largest response body a guest may return, in bytes.
+    pub max_response_body: usize,
 }
 
 /// Why a guest call did not produce a response.
@@ -58,16 +56,73 @@ pub enum CallError {
     /// The call ran past the request timeout and was stopped.
     #[error("guest ran past the {0:?} request timeout")]
     Timeout(Duration),
+    /// The guest trapped after the host refused to grow its memory past
+    /// the limit.
+    #[error("guest ran out of its {limit} bytes of memory: {trap:?}")]
+    Memory { limit: usize, trap: wasmtime::Error },
     /// No instance slot was free.
     #[error("no instance slot free: {0:?}")]
     Capacity(wasmtime::Error),
+    /// The guest's response body is larger than the host passes on.
+    #[error("guest returned a body of {0} bytes, over the {1}-byte limit")]
+    ResponseTooLarge(usize, usize),
+}
+
+impl CallError {
+    /// A short, fixed name for the failure: the `reason` label of the
+    /// failure counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallError::Trap(_) => "trap",
+            CallError::Guest(_) => "error",
+            CallError::Timeout(_) => "timeout",
+            CallError::Memory { .. } => "memory",
+            CallError::Capacity(_) => "capacity",
+            CallError::ResponseTooLarge(..) => "response_too_large",
+        }
+    }
+}
+
+/// What one call cost, whatever its outcome.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallStats {
+    /// Time to create the instance.
+    pub instantiate: Duration,
+    /// Time inside the guest's export, including host calls it made.
+    pub call: Duration,
+    /// The largest size the guest's linear memory reached, in bytes.
+    pub memory_high_water: usize,
+}
+
+/// Enforces the memory limit on one instance and remembers how far its
+/// memory grew and whether a growth was refused.
+struct Limiter {
+    max_memory: usize,
+    high_water: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.high_water = self.high_water.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold function references; the pool bounds their slots.
+        Ok(desired <= 100_000)
+    }
 }
 
 /// The per-call state a `Store` holds.
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
     metrics: Option<Arc<GuestMetrics>>,
 }
 
@@ -162,18 +217,31 @@ impl Runtime {
 
     /// Calls the component's `describe` on a fresh instance.
     pub async fn describe(&self) -> Result<Manifest, CallError> {
-        self.call(None, async |handler, store| {
-            handler.promwasm_app_handler().call_describe(store).await.map(Ok)
-        })
-        .await
+        let (result, _) = self
+            .call(None, async |handler, store| {
+                handler.promwasm_app_handler().call_describe(store).await.map(Ok)
+            })
+            .await;
+        result
     }
 
     /// Calls the component's `handle` on a fresh instance.
-    pub async fn handle(&self, metrics: &Arc<GuestMetrics>, request: Request) -> Result<Response, CallError> {
-        self.call(Some(metrics.clone()), async move |handler, store| {
-            handler.promwasm_app_handler().call_handle(store, &request).await
-        })
-        .await
+    pub async fn handle(
+        &self,
+        metrics: &Arc<GuestMetrics>,
+        request: Request,
+    ) -> (Result<Response, CallError>, CallStats) {
+        let (result, stats) = self
+            .call(Some(metrics.clone()), async move |handler, store| {
+                handler.promwasm_app_handler().call_handle(store, &request).await
+            })
+            .await;
+        let limit = self.limits.max_response_body;
+        let result = result.and_then(|response| match response.body.len() {
+            len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),
+            _ => Ok(response),
+        });
+        (result, stats)
     }
 
     /// Runs `f` against a fresh instance within the time limit. The store is
@@ -182,41 +250,61 @@ impl Runtime {
         &self,
         metrics: Option<Arc<GuestMetrics>>,
         f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
-    ) -> Result<T, CallError> {
+    ) -> (Result<T, CallError>, CallStats) {
         let state = HostState {
             // No filesystem, environment, arguments or network: nothing is granted.
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).build(),
+            limiter: Limiter {
+                max_memory: self.limits.max_memory,
+                high_water: 0,
+                refused: false,
+            },
             metrics,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_async_yield_and_update(1);
-        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        // Bytes the host copies out of the guest per call (a metric update's
+        // labels, the response): never more than the guest's memory holds.
+        store.set_hostcall_fuel(self.limits.max_memory);
 
+        let mut stats = CallStats::default();
+        let start = Instant::now();
         let run = async {
-            let handler = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| {
-                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-                        CallError::Capacity(e)
-                    } else {
-                        CallError::Trap(e)
-                    }
-                })?;
-            match f(&handler, &mut store).await {
+            let handler = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                    CallError::Capacity(e)
+                } else {
+                    CallError::Trap(e)
+                }
+            })?;
+            stats.instantiate = start.elapsed();
+            let result = f(&handler, &mut store).await;
+            stats.call = start.elapsed() - stats.instantiate;
+            match result {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(message)) => Err(CallError::Guest(message)),
                 Err(trap) => Err(CallError::Trap(trap)),
             }
         };
-        match tokio::time::timeout(self.limits.request_timeout, run).await {
+        let result = match tokio::time::timeout(self.limits.request_timeout, run).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout(self.limits.request_timeout)),
-        }
+            Err(_) => {
+                stats.call = start.elapsed().saturating_sub(stats.instantiate);
+                Err(CallError::Timeout(self.limits.request_timeout))
+            }
+        };
+        let limiter = &store.data().limiter;
+        stats.memory_high_water = limiter.high_water;
+        let result = match result {
+            Err(CallError::Trap(trap)) if limiter.refused => Err(CallError::Memory {
+                limit: self.limits.max_memory,
+                trap,
+            }),
+            other => other,
+        };
+        (result, stats)
     }
 }
 

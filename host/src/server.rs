@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::metrics::{self, Format, RequestLabels, Rejections, UNMATCHED_PATH};
+use crate::metrics::{self, Format, RequestLabels, Rejections, RuntimeMetrics, UNMATCHED_PATH};
 use crate::routes::Dispatch;
 use crate::runtime::{CallError, Runtime, types};
 
@@ -45,6 +45,7 @@ pub struct Server {
     pub app: App,
     pub registry: Registry,
     pub rejections: Rejections,
+    pub runtime_metrics: RuntimeMetrics,
     pub limits: ClientLimits,
 }
 
@@ -177,15 +178,20 @@ impl Server {
             body: body.into(),
         };
 
-        let outcome = {
+        let (outcome, stats) = {
             let _in_progress = self.app.in_progress[index].enter();
             self.runtime.handle(&self.app.guest_metrics, guest_request).await
         };
-        let template = &self.app.router.routes()[index].template;
+        let route_runtime = &self.app.runtime[index];
+        if !stats.instantiate.is_zero() {
+            self.runtime_metrics
+                .observe(route_runtime, stats.instantiate, stats.call, stats.memory_high_water);
+        }
         let failure = match outcome.map_err(GuestFailure::Call).and_then(guest_response) {
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };
+        self.runtime_metrics.failure(route_runtime, failure.reason());
         let (status, body) = match &failure {
             GuestFailure::Call(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
             GuestFailure::Call(CallError::Capacity(_)) => {
@@ -199,6 +205,7 @@ impl Server {
         {
             http.exception(method, status.as_u16());
         }
+        let template = &self.app.router.routes()[index].template;
         tracing::warn!(route = %template, status = status.as_u16(), "{failure}");
         Ok(text(status, body))
     }
@@ -234,6 +241,15 @@ enum GuestFailure {
     Call(CallError),
     #[error("guest returned an invalid response: {0}")]
     InvalidResponse(String),
+}
+
+impl GuestFailure {
+    fn reason(&self) -> &'static str {
+        match self {
+            GuestFailure::Call(e) => e.reason(),
+            GuestFailure::InvalidResponse(_) => "invalid_response",
+        }
+    }
 }
 
 /// Turns the guest's response record into an HTTP response, refusing
@@ -293,15 +309,28 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let server = server.clone();
+                let handler = server.clone();
                 let service = service_fn(move |request| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.serve_request(request, role).await.map(Full::new)) }
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler.serve_request(request, role).await.map(Full::new)) }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let rejections = server.rejections.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                        // hyper has already answered what it could (400, 431);
+                        // these requests never reached routing.
+                        let reason = if e.is_parse_too_large() {
+                            "header_too_large"
+                        } else if e.is_parse() || e.is_parse_status() {
+                            "malformed"
+                        } else if e.is_timeout() {
+                            "header_timeout"
+                        } else {
+                            "connection_error"
+                        };
+                        rejections.inc(reason);
+                        tracing::debug!(error = %e, reason, "connection ended with an error");
                     }
                 });
             }

@@ -1,0 +1,318 @@
+//! A misbehaving guest or client costs one request: never the host, never
+//! another request's latency, never a recorded metric.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{FIXTURE_WASM, Promwasm, Scrape, request};
+
+fn fixture(extra: &[&str]) -> Promwasm {
+    let mut args = vec!["--component", FIXTURE_WASM];
+    args.extend_from_slice(extra);
+    Promwasm::start(&args)
+}
+
+fn failures(s: &Scrape, path: &str, reason: &str) -> f64 {
+    s.value("promwasm_guest_failures_total", &[("path", path), ("reason", reason)])
+}
+
+fn rejected(s: &Scrape, reason: &str) -> f64 {
+    s.value("promwasm_http_rejected_total", &[("reason", reason)])
+}
+
+fn duration_count(s: &Scrape, method: &str, path: &str, status: &str) -> f64 {
+    s.value(
+        "http_request_duration_seconds_count",
+        &[("method", method), ("path", path), ("status", status)],
+    )
+}
+
+#[test]
+fn trap_error_and_invalid_response_cost_one_request() {
+    let app = fixture(&[]);
+    for (path, template, reason) in [
+        ("/trap", "/trap", "trap"),
+        ("/error", "/error", "error"),
+        ("/status?code=999", "/status", "invalid_response"),
+        ("/status?code=101", "/status", "invalid_response"),
+    ] {
+        let reply = app.get(path);
+        assert_eq!((reply.status, reply.body.as_str()), (500, "Internal Server Error"), "{path}");
+        let next = app.get("/items/1");
+        assert_eq!((next.status, next.body.as_str()), (200, "item 1"), "after {path}");
+        let s = app.scrape();
+        assert!(failures(&s, template, reason) >= 1.0, "{path}: no {reason} failure counted");
+    }
+    let s = app.scrape();
+    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "500")]), Some(4.0));
+    assert_eq!(duration_count(&s, "GET", "/trap", "500"), 1.0);
+    assert_eq!(duration_count(&s, "GET", "/error", "500"), 1.0);
+    assert_eq!(duration_count(&s, "GET", "/status", "500"), 2.0);
+    assert_eq!(failures(&s, "/status", "invalid_response"), 2.0);
+    assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 4.0);
+
+    let created = app.get("/status?code=201");
+    assert_eq!((created.status, created.header("x-fixture")), (201, Some("1")));
+}
+
+#[test]
+fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
+    let app = fixture(&["--request-timeout", "3s"]);
+    let spin_url = app.url("/spin");
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let url = spin_url.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let reply = request("GET", &url, &[], b"");
+                (reply.status, reply.body, start.elapsed())
+            })
+        })
+        .collect();
+    // Both guests are spinning on the two cores now.
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let start = Instant::now();
+        let reply = app.get("/items/7");
+        let took = start.elapsed();
+        assert_eq!(reply.status, 200);
+        assert!(took < Duration::from_secs(1), "a healthy route took {took:?} while guests spun");
+    }
+    for spinner in spinners {
+        let (status, body, took) = spinner.join().unwrap();
+        assert_eq!((status, body.as_str()), (504, "Gateway Timeout"));
+        assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(6), "stopped after {took:?}");
+    }
+    let s = app.scrape();
+    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "504")]), Some(2.0));
+    assert_eq!(duration_count(&s, "GET", "/spin", "504"), 2.0);
+    assert_eq!(failures(&s, "/spin", "timeout"), 2.0);
+    assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 5.0);
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+#[test]
+fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
+    const LIMIT_MIB: u64 = 16;
+    let app = fixture(&["--max-memory", "16MiB"]);
+    let within = app.get("/alloc?mib=4");
+    assert_eq!((within.status, within.body.as_str()), (200, "allocated 4 MiB"));
+    let idle_kib = status_kib(app.pid(), "VmRSS:");
+
+    let url = app.url("/alloc?mib=64");
+    let greedy: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || request("GET", &url, &[], b"").status)
+        })
+        .collect();
+    for handle in greedy {
+        assert_eq!(handle.join().unwrap(), 500);
+    }
+    let s = app.scrape();
+    assert_eq!(failures(&s, "/alloc", "memory"), 10.0);
+    assert_eq!(duration_count(&s, "GET", "/alloc", "500"), 10.0);
+    // The largest memory any request reached is the limit.
+    assert_eq!(
+        s.value("promwasm_guest_memory_bytes_bucket", &[("path", "/alloc"), ("le", "16777216.0")]),
+        11.0
+    );
+    // Peak resident memory while the ten ran: at most each at its limit,
+    // plus slack for the host; afterwards the pages are returned.
+    let peak_kib = status_kib(app.pid(), "VmHWM:");
+    let bound_kib = idle_kib + 10 * LIMIT_MIB * 1024 + 32 * 1024;
+    assert!(peak_kib < bound_kib, "peak RSS {peak_kib} KiB, idle {idle_kib} KiB");
+    let after_kib = status_kib(app.pid(), "VmRSS:");
+    assert!(
+        after_kib < idle_kib + 2 * LIMIT_MIB * 1024,
+        "RSS after {after_kib} KiB, idle {idle_kib} KiB"
+    );
+    assert_eq!(app.get("/alloc?mib=1").status, 200);
+}
+
+#[test]
+fn huge_response_body_is_refused() {
+    let app = fixture(&["--max-response-body", "1MiB"]);
+    let big = app.get("/big?mib=2");
+    assert_eq!((big.status, big.body.as_str()), (500, "Internal Server Error"));
+    assert_eq!(app.get("/big?mib=1").body.len(), 1 << 20);
+    let s = app.scrape();
+    assert_eq!(failures(&s, "/big", "response_too_large"), 1.0);
+    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "500")]), Some(1.0));
+}
+
+#[test]
+fn metric_misuse_is_refused_counted_and_harmless() {
+    let app = fixture(&[]);
+    let reply = app.get("/misuse");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body.lines().collect::<Vec<_>>(),
+        [
+            "Err(MetricError::UnknownMetric(99))",
+            "Err(MetricError::LabelCount(\"fixture_hits takes 1 label values, got 0\"))",
+            "Err(MetricError::NegativeIncrement(\"fixture_hits is a counter and cannot decrease\"))",
+            "Err(MetricError::NotFinite(\"fixture_level takes finite values only\"))",
+            "Err(MetricError::WrongKind(\"fixture_level is a gauge, not a histogram\"))",
+        ]
+    );
+    assert_eq!(app.get_as("/hits", "ann").status, 200);
+    let s = app.scrape();
+    for reason in ["unknown_metric", "label_count", "negative_increment", "not_finite", "wrong_kind"] {
+        assert_eq!(
+            s.get("promwasm_metric_update_errors_total", &[("reason", reason)]),
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    assert_eq!(s.series("fixture_hits_total"), ["fixture_hits_total{user=\"ann\"}"]);
+    assert_eq!(s.get("fixture_hits_total", &[("user", "ann")]), Some(1.0));
+    assert_eq!(s.get("fixture_level", &[]), Some(0.0));
+}
+
+#[test]
+fn guest_has_no_capabilities() {
+    let app = fixture(&[]);
+    let reply = app.get("/capabilities");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body.lines().collect::<Vec<_>>(),
+        ["fs: Err(NotFound)", "env: 0", "args: 0", "net: Err(PermissionDenied)"]
+    );
+    let (_, stderr) = {
+        app.signal("TERM");
+        app.wait(Duration::from_secs(15))
+    };
+    assert!(
+        stderr.contains("capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"),
+        "{stderr}"
+    );
+}
+
+/// Writes `bytes` on a fresh connection and reads until the server closes it.
+fn raw(base: &str, bytes: &[u8]) -> String {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn client_faults_are_answered_before_routing_and_counted() {
+    let app = fixture(&["--max-body", "1KiB", "--max-header-bytes", "16KiB", "--header-read-timeout", "1s"]);
+
+    let small = request("POST", &app.url("/echo"), &[], b"hello");
+    assert_eq!((small.status, small.body.as_str()), (200, "hello"));
+    let large = request("POST", &app.url("/echo"), &[], &[b'x'; 2048]);
+    assert_eq!((large.status, large.body.as_str()), (413, "Request body larger than 1024 bytes"));
+    // Without a length up front, the limit still holds while reading.
+    let chunked = raw(
+        &app.base,
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+            "y".repeat(2048)
+        )
+        .as_bytes(),
+    );
+    assert!(chunked.starts_with("HTTP/1.1 413 "), "{chunked}");
+
+    let huge_header = raw(
+        &app.base,
+        format!("GET /items/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "h".repeat(64 << 10)).as_bytes(),
+    );
+    assert!(huge_header.starts_with("HTTP/1.1 431 "), "{huge_header}");
+
+    let garbage = raw(&app.base, b"THIS IS NOT HTTP\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+
+    // A client that never finishes its head is cut off.
+    let start = Instant::now();
+    let slow = raw(&app.base, b"GET /items/1 HTTP/1.1\r\nHost: x\r\n");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "slow client kept for {took:?}");
+    assert!(!slow.contains("200 OK"), "{slow}");
+
+    // Let the connection tasks record their endings.
+    std::thread::sleep(Duration::from_millis(200));
+    let s = app.scrape();
+    assert_eq!(rejected(&s, "body_too_large"), 2.0);
+    assert_eq!(rejected(&s, "header_too_large"), 1.0);
+    assert_eq!(rejected(&s, "malformed"), 1.0);
+    assert_eq!(rejected(&s, "header_timeout"), 1.0);
+    // None of them reached a route.
+    assert_eq!(duration_count(&s, "POST", "/echo", "200"), 1.0);
+    assert_eq!(s.series("http_request_duration_seconds_count").len(), 1);
+    assert_eq!(app.get("/items/2").status, 200);
+}
+
+#[test]
+fn client_controlled_labels_are_capped() {
+    const USERS: usize = 100_000;
+    const CAP: usize = 2000;
+    let app = fixture(&[]);
+    let idle_kib = status_kib(app.pid(), "VmRSS:");
+    let url = app.url("/hits");
+    let threads = 4;
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                for i in (t..USERS).step_by(threads) {
+                    let status = agent
+                        .get(&url)
+                        .header("user", format!("user-{i}"))
+                        .call()
+                        .unwrap()
+                        .status();
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let s = app.scrape();
+    let series = s.series("fixture_hits_total");
+    assert_eq!(series.len(), CAP + 1);
+    let sum: f64 = series.iter().map(|k| s.0[*k]).sum();
+    assert_eq!(sum, USERS as f64);
+    assert_eq!(
+        s.get("fixture_hits_total", &[("user", "__overflow__")]),
+        Some((USERS - CAP) as f64)
+    );
+    assert_eq!(
+        s.get("promwasm_metric_overflow_updates_total", &[("metric", "fixture_hits")]),
+        Some((USERS - CAP) as f64)
+    );
+    let rss_kib = status_kib(app.pid(), "VmRSS:");
+    assert!(rss_kib < idle_kib + 64 * 1024, "RSS grew from {idle_kib} KiB to {rss_kib} KiB");
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let app = fixture(&[]);
+    let url = app.url("/sleep?ms=1500");
+    let slow = std::thread::spawn(move || request("GET", &url, &[], b""));
+    std::thread::sleep(Duration::from_millis(400));
+    app.signal("TERM");
+    let reply = slow.join().unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "slept"));
+    let (code, stderr) = app.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+}
