@@ -125,7 +125,7 @@ fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
     assert_eq!(duration_count(&s, "GET", "/alloc", "500"), 10.0);
     // The largest memory any request reached is the limit.
     assert_eq!(
-        s.value("promwasm_guest_memory_bytes_bucket", &[("path", "/alloc"), ("le", "16777216.0")]),
+        s.value("promwasm_guest_memory_bytes_bucket", &[("path", "/alloc"), ("le", "16777216")]),
         11.0
     );
     // Peak resident memory while the ten ran: at most each at its limit,

@@ -10,7 +10,6 @@
 //! - the host's own: process figures read from /proc at scrape time and
 //!   `promwasm_*` families about the host itself.
 
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -788,50 +787,14 @@ impl Format {
 
     /// Encodes the registry in this format.
     pub fn encode(self, registry: &Registry) -> String {
-        let mut openmetrics = String::with_capacity(16 * 1024);
+        let mut out = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut openmetrics, registry);
-        match self {
-            Format::OpenMetrics => openmetrics,
-            Format::Text => openmetrics_to_text(&openmetrics),
-        }
+        let _ = match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+        };
+        out
     }
-}
-
-/// Rewrites prometheus-client's OpenMetrics output as Prometheus text 0.0.4.
-///
-/// prometheus-client only writes OpenMetrics. The two formats share the
-/// sample lines; they differ in the metadata of counters (0.0.4 names the
-/// family with its `_total`), info metrics (no such type in 0.0.4: a gauge
-/// named `<name>_info`), `# UNIT` and `# EOF` lines, which 0.0.4 lacks.
-fn openmetrics_to_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut help: Option<(&str, &str)> = None;
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            help = rest.split_once(' ');
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
-            let (suffix, kind) = match kind {
-                "counter" => ("_total", "counter"),
-                "info" => ("_info", "gauge"),
-                "unknown" => ("", "untyped"),
-                other => ("", other),
-            };
-            if let Some((help_name, text)) = help.take()
-                && help_name == name
-            {
-                let _ = writeln!(out, "# HELP {name}{suffix} {text}");
-            }
-            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
-        } else if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -851,19 +814,6 @@ mod tests {
         assert_eq!(
             Format::negotiate(Some("application/openmetrics-text; q=0, text/plain")),
             Format::Text
-        );
-    }
-
-    #[test]
-    fn text_format_names_counters_and_info_as_0_0_4_does() {
-        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{m=\"x\"} 1\n\
-                  # HELP a App.\n# TYPE a info\na_info{version=\"1\"} 1\n\
-                  # HELP b_seconds B.\n# TYPE b_seconds histogram\n# UNIT b_seconds seconds\nb_seconds_count 0\n# EOF\n";
-        assert_eq!(
-            openmetrics_to_text(om),
-            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{m=\"x\"} 1\n\
-             # HELP a_info App.\n# TYPE a_info gauge\na_info{version=\"1\"} 1\n\
-             # HELP b_seconds B.\n# TYPE b_seconds histogram\nb_seconds_count 0\n"
         );
     }
 
