@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# The benchmark of the performance issue, in one command:
+#
+#   bash bench/run.sh
+#
+# builds the release binaries, then measures on 127.0.0.1
+#   (a) promwasm (defaults), (b) the native baseline (host/examples/native_baseline.rs),
+#   (c) promwasm --no-default-metrics
+# with wrk on GET /square?num=20 (header `user: john`): req/s and p50/p99 latency at
+# 32 and 128 connections, medians of short repeated runs; then /metrics with 10 000
+# series, cold start to the first answered request, and resident memory idle and under
+# load. It prints one table at the end. Every process it starts is stopped on exit.
+#
+# Needs: cargo, wrk, curl, taskset (util-linux), awk. About 3 minutes after the build.
+# Settings (environment): DURATION (s per wrk run, 5), REPS (3), CONNS ("32 128"),
+# WARMUP (s, 2), SERIES (10000), SCRAPES (15), STARTS (7), SKIP_BUILD=1 to reuse the
+# binaries in target/release.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-5}
+REPS=${REPS:-3}
+CONNS=${CONNS:-"32 128"}
+WARMUP=${WARMUP:-2}
+SERIES=${SERIES:-10000}
+SCRAPES=${SCRAPES:-15}
+STARTS=${STARTS:-7}
+PROMWASM=$ROOT/target/release/promwasm
+NATIVE=$ROOT/target/release/examples/native_baseline
+ROUTE='/square?num=20'
+
+for tool in wrk curl taskset awk; do
+    command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (apt-get install -y wrk curl util-linux gawk)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/promwasm-bench.XXXXXX)
+PIDS=()
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+cleanup() {
+    stop_all
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%6.1fs] %s\n' "$(awk -v s="$START_TIME" -v n="$EPOCHREALTIME" 'BEGIN{print n-s}')" "$*" >&2; }
+START_TIME=$EPOCHREALTIME
+
+# Servers on one core, wrk on another, when there are two.
+NPROC=$(nproc)
+if [ "$NPROC" -ge 2 ]; then
+    SERVER_CPU=0
+    WRK_CPU=1
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_WRK=(taskset -c "$WRK_CPU")
+    PINNING="servers on cpu $SERVER_CPU, wrk on cpu $WRK_CPU"
+else
+    PIN_SERVER=()
+    PIN_WRK=()
+    PINNING="not pinned (1 cpu)"
+fi
+
+busy() { pgrep -f '(^|/)(cargo|rustc) ' >/dev/null && echo yes || echo no; }
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building: cargo build --release --bins --examples"
+    (cd "$ROOT" && cargo build --release --bins --examples)
+fi
+[ -x "$PROMWASM" ] && [ -x "$NATIVE" ] || { echo "bench/run.sh: build $PROMWASM and $NATIVE first" >&2; exit 1; }
+
+BUSY_START=$(busy)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# start NAME CMD... : starts a server on 127.0.0.1:0, waits for its
+# `listening on http://IP:PORT` line; sets URL_<NAME> and PID_<NAME>.
+start() {
+    local name=$1
+    shift
+    "${PIN_SERVER[@]}" "$@" --listen 127.0.0.1:0 >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    local url="" i
+    for i in $(seq 1 300); do
+        url=$(sed -n 's/^listening on \(http:[^ ]*\)$/\1/p' "$WORK/$name.out")
+        [ -n "$url" ] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; echo "bench/run.sh: $name exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "bench/run.sh: $name printed no listening line" >&2; exit 1; }
+    printf -v "URL_$name" '%s' "$url"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# to_ms VALUE-WITH-UNIT: wrk's latency figures in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n
+    }'
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# run_wrk NAME CONNS SECONDS : one wrk run; appends "rps p50_ms p99_ms" to
+# $WORK/NAME.CONNS and keeps the highest VmRSS sampled during the run.
+run_wrk() {
+    local name=$1 conns=$2 secs=$3 record=${4:-1}
+    local url_var="URL_$name" pid_var="PID_$name"
+    local out="$WORK/wrk.$name.$conns.txt"
+    "${PIN_WRK[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s --latency -H 'user: john' "${!url_var}$ROUTE" >"$out" 2>&1 &
+    local wrk_pid=$!
+    PIDS+=("$wrk_pid")
+    local peak=0 rss
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        rss=$(rss_kib "${!pid_var}")
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.5
+    done
+    wait "$wrk_pid" || { cat "$out" >&2; echo "bench/run.sh: wrk failed" >&2; exit 1; }
+    [ "$record" = 1 ] || return 0
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    if grep -qE 'Non-2xx|Socket errors' "$out"; then
+        echo "bench/run.sh: $name at $conns connections: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ')" >&2
+        echo "$name $conns: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ')" >>"$WORK/errors"
+    fi
+    echo "$rps $p50 $p99" >>"$WORK/$name.$conns"
+    local prev
+    prev=$(cat "$WORK/$name.loadrss" 2>/dev/null || echo 0)
+    [ "$peak" -gt "$prev" ] && echo "$peak" >"$WORK/$name.loadrss"
+    log "$name c=$conns: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+# --- throughput and latency ----------------------------------------------------------
+log "starting (a) promwasm, (b) native baseline, (c) promwasm --no-default-metrics; $PINNING"
+start a "$PROMWASM"
+start b "$NATIVE"
+start c "$PROMWASM" --no-default-metrics
+for s in a b c; do
+    url_var="URL_$s"
+    curl -fsS -H 'user: john' "${!url_var}$ROUTE" >/dev/null
+done
+sleep 1
+for s in a b c; do
+    pid_var="PID_$s"
+    rss_kib "${!pid_var}" >"$WORK/$s.idlerss"
+done
+for s in a b c; do
+    run_wrk "$s" 32 "$WARMUP" 0
+done
+for rep in $(seq 1 "$REPS"); do
+    for conns in $CONNS; do
+        for s in a b c; do
+            run_wrk "$s" "$conns" "$DURATION"
+        done
+    done
+done
+for s in a b c; do
+    pid_var="PID_$s"
+    hwm_kib "${!pid_var}" >"$WORK/$s.hwm"
+done
+stop_all
+
+# --- /metrics with many series -------------------------------------------------------
+log "/metrics: creating $SERIES series of flask_app_total_auths (promwasm --series-cap $((SERIES * 2)))"
+start d "$PROMWASM" --series-cap "$((SERIES * 2))"
+cat >"$WORK/users.lua" <<EOF
+local i = 0
+request = function()
+    i = i % $SERIES + 1
+    return wrk.format("GET", "$ROUTE", { ["user"] = string.format("user%05d", i) })
+end
+EOF
+series=0
+for attempt in 1 2 3 4 5; do
+    "${PIN_WRK[@]}" wrk -t1 -c1 -d3s -s "$WORK/users.lua" "$URL_d" >/dev/null
+    series=$(curl -fsS "$URL_d/metrics" | grep -c '^flask_app_total_auths_total{' || true)
+    [ "$series" -ge "$SERIES" ] && break
+done
+metrics_body=$(curl -fsS "$URL_d/metrics" | wc -c)
+samples=$(curl -fsS "$URL_d/metrics" | grep -vc '^#' || true)
+scrape() { # scrape ACCEPT-HEADER -> median ms over SCRAPES
+    local times=() i
+    for i in $(seq 1 "$SCRAPES"); do
+        times+=("$(curl -fsS -o /dev/null -H "$1" -w '%{time_total}' "$URL_d/metrics" | awk '{printf "%.3f", $1 * 1000}')")
+    done
+    median "${times[@]}"
+}
+SCRAPE_TEXT=$(scrape 'Accept: text/plain')
+SCRAPE_OM=$(scrape 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5')
+RSS_SERIES=$(rss_kib "$PID_d")
+log "/metrics: $series auth series, $samples samples, $metrics_body bytes; scrape $SCRAPE_TEXT ms (text), $SCRAPE_OM ms (OpenMetrics)"
+stop_all
+
+# --- cold start ----------------------------------------------------------------------
+# From spawn to the first answered `GET /`: component compile, pool set-up, bind, serve.
+cold_start() { # cold_start NAME CMD... -> ms
+    local name=$1
+    shift
+    : >"$WORK/$name.out"
+    local t0=${EPOCHREALTIME/./}
+    local deadline=$((t0 + 30000000))
+    "${PIN_SERVER[@]}" "$@" --listen 127.0.0.1:0 >"$WORK/$name.out" 2>/dev/null &
+    local pid=$!
+    PIDS+=("$pid")
+    local line="" port status=""
+    while [ -z "$line" ]; do
+        read -r line <"$WORK/$name.out" || true
+        [ -n "$line" ] && break
+        ((${EPOCHREALTIME/./} < deadline)) || { echo "bench/run.sh: $name printed no listening line" >&2; exit 1; }
+        sleep 0.001
+    done
+    port=${line##*:}
+    while :; do
+        if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+            printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+            read -r status <&3 || true
+            exec 3<&- 3>&-
+            [[ $status == "HTTP/1.1 200"* ]] && break
+        fi 2>/dev/null
+        ((${EPOCHREALTIME/./} < deadline)) || { echo "bench/run.sh: $name never answered GET /" >&2; exit 1; }
+        sleep 0.001
+    done
+    local t1=${EPOCHREALTIME/./}
+    stop_all
+    awk -v us="$((t1 - t0))" 'BEGIN {printf "%.1f", us / 1000}'
+}
+log "cold start: $STARTS starts each"
+cold_a=() cold_b=()
+for i in $(seq 1 "$STARTS"); do
+    cold_a+=("$(cold_start ca "$PROMWASM")")
+    cold_b+=("$(cold_start cb "$NATIVE")")
+done
+COLD_A=$(median "${cold_a[@]}")
+COLD_B=$(median "${cold_b[@]}")
+log "cold start: promwasm ${cold_a[*]} ms; native ${cold_b[*]} ms"
+
+BUSY_END=$(busy)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the table ------------------------------------------------------------------------
+col() { awk -v c="$1" '{print $c}' "$2"; }
+med() { median $(col "$1" "$2"); }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+
+CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo
+echo "promwasm benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- host/src guest wit || echo ' + uncommitted host/guest changes')"
+echo "machine: $NPROC cpus, $CPU, Linux $(uname -r); $PINNING"
+echo "load: cargo/rustc running at start: $BUSY_START, at end: $BUSY_END; loadavg $LOAD_START -> $LOAD_END"
+echo "wrk -t1 -cN -d${DURATION}s --latency -H 'user: john' GET $ROUTE; median of $REPS runs (after a ${WARMUP}s warm-up)"
+echo
+printf '%-36s %6s %12s %10s %10s\n' "server" "conns" "req/s" "p50 ms" "p99 ms"
+for conns in $CONNS; do
+    for s in a b c; do
+        case $s in
+            a) label="(a) promwasm" ;;
+            b) label="(b) native baseline" ;;
+            c) label="(c) promwasm --no-default-metrics" ;;
+        esac
+        printf '%-36s %6s %12.0f %10.3f %10.3f\n' "$label" "$conns" \
+            "$(med 1 "$WORK/$s.$conns")" "$(med 2 "$WORK/$s.$conns")" "$(med 3 "$WORK/$s.$conns")"
+    done
+done
+echo
+printf '%-36s %6s %12s %10s %10s\n' "ratio" "conns" "req/s" "p50" "p99"
+for conns in $CONNS; do
+    printf '%-36s %6s %12s %10s %10s\n' "a/b (promwasm / native)" "$conns" \
+        "$(ratio "$(med 1 "$WORK/a.$conns")" "$(med 1 "$WORK/b.$conns")")" \
+        "$(ratio "$(med 2 "$WORK/a.$conns")" "$(med 2 "$WORK/b.$conns")")" \
+        "$(ratio "$(med 3 "$WORK/a.$conns")" "$(med 3 "$WORK/b.$conns")")"
+    printf '%-36s %6s %12s %10s %10s\n' "a/c (default metrics on / off)" "$conns" \
+        "$(ratio "$(med 1 "$WORK/a.$conns")" "$(med 1 "$WORK/c.$conns")")" \
+        "$(ratio "$(med 2 "$WORK/a.$conns")" "$(med 2 "$WORK/c.$conns")")" \
+        "$(ratio "$(med 3 "$WORK/a.$conns")" "$(med 3 "$WORK/c.$conns")")"
+done
+echo
+printf '%-52s %s\n' "measure" "value"
+printf '%-52s %s ms (text 0.0.4), %s ms (OpenMetrics)\n' "/metrics scrape, $series auth series ($samples samples, $((metrics_body / 1024)) KiB), median of $SCRAPES" "$SCRAPE_TEXT" "$SCRAPE_OM"
+printf '%-52s %s ms promwasm, %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_B"
+printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory idle (VmRSS after 1 request)" \
+    "$(mib "$(cat "$WORK/a.idlerss")")" "$(mib "$(cat "$WORK/b.idlerss")")" "$(mib "$(cat "$WORK/c.idlerss")")"
+printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory under load (max VmRSS sampled)" \
+    "$(mib "$(cat "$WORK/a.loadrss")")" "$(mib "$(cat "$WORK/b.loadrss")")" "$(mib "$(cat "$WORK/c.loadrss")")"
+printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory peak (VmHWM after all runs)" \
+    "$(mib "$(cat "$WORK/a.hwm")")" "$(mib "$(cat "$WORK/b.hwm")")" "$(mib "$(cat "$WORK/c.hwm")")"
+printf '%-52s %s MiB\n' "resident memory with $series auth series" "$(mib "$RSS_SERIES")"
+if [ -s "$WORK/errors" ]; then
+    echo
+    echo "wrk reported errors:"
+    cat "$WORK/errors"
+fi
+
+# --- the issue's targets --------------------------------------------------------------
+echo
+first=${CONNS%% *}
+tp=$(ratio "$(med 1 "$WORK/a.$first")" "$(med 1 "$WORK/b.$first")")
+p99=$(ratio "$(med 3 "$WORK/a.$first")" "$(med 3 "$WORK/b.$first")")
+cost=$(awk -v a="$(med 1 "$WORK/a.$first")" -v c="$(med 1 "$WORK/c.$first")" 'BEGIN {printf "%.1f", (1 - a / c) * 100}')
+idle=$(mib "$(cat "$WORK/a.idlerss")")
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {ok = (op == ">=") ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
+printf '%-58s %-12s %s\n' "target (issue)" "measured" "verdict"
+printf '%-58s %-12s %s\n' "throughput a/b at $first connections >= 0.50" "$tp" "$(verdict "$tp" '>=' 0.50)"
+printf '%-58s %-12s %s\n' "p99 a/b at $first connections <= 2.0" "$p99" "$(verdict "$p99" '<=' 2.0)"
+printf '%-58s %-12s %s\n' "default metrics cost 1 - a/c at $first connections <= 5%" "$cost%" "$(verdict "$cost" '<=' 5)"
+printf '%-58s %-12s %s\n' "/metrics with $series series <= 10 ms (text)" "$SCRAPE_TEXT ms" "$(verdict "$SCRAPE_TEXT" '<=' 10)"
+printf '%-58s %-12s %s\n' "resident memory idle <= 40 MB (a)" "$idle MiB" "$(verdict "$(awk -v m="$idle" 'BEGIN {print m * 1.048576}')" '<=' 40)"
+echo "(micro-benchmark <= 10 µs/request: cargo bench --bench boundary)"
