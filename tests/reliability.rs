@@ -16,7 +16,10 @@ fn fixture(extra: &[&str]) -> Promwasm {
 }
 
 fn failures(s: &Scrape, path: &str, reason: &str) -> f64 {
-    s.value("promwasm_guest_failures_total", &[("path", path), ("reason", reason)])
+    s.value(
+        "promwasm_guest_failures_total",
+        &[("path", path), ("reason", reason)],
+    )
 }
 
 fn rejected(s: &Scrape, reason: &str) -> f64 {
@@ -40,14 +43,31 @@ fn trap_error_and_invalid_response_cost_one_request() {
         ("/status?code=101", "/status", "invalid_response"),
     ] {
         let reply = app.get(path);
-        assert_eq!((reply.status, reply.body.as_str()), (500, "Internal Server Error"), "{path}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (500, "Internal Server Error"),
+            "{path}"
+        );
         let next = app.get("/items/1");
-        assert_eq!((next.status, next.body.as_str()), (200, "item 1"), "after {path}");
+        assert_eq!(
+            (next.status, next.body.as_str()),
+            (200, "item 1"),
+            "after {path}"
+        );
         let s = app.scrape();
-        assert!(failures(&s, template, reason) >= 1.0, "{path}: no {reason} failure counted");
+        assert!(
+            failures(&s, template, reason) >= 1.0,
+            "{path}: no {reason} failure counted"
+        );
     }
     let s = app.scrape();
-    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "500")]), Some(4.0));
+    assert_eq!(
+        s.get(
+            "http_request_exceptions_total",
+            &[("method", "GET"), ("status", "500")]
+        ),
+        Some(4.0)
+    );
     assert_eq!(duration_count(&s, "GET", "/trap", "500"), 1.0);
     assert_eq!(duration_count(&s, "GET", "/error", "500"), 1.0);
     assert_eq!(duration_count(&s, "GET", "/status", "500"), 2.0);
@@ -55,7 +75,10 @@ fn trap_error_and_invalid_response_cost_one_request() {
     assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 4.0);
 
     let created = app.get("/status?code=201");
-    assert_eq!((created.status, created.header("x-fixture")), (201, Some("1")));
+    assert_eq!(
+        (created.status, created.header("x-fixture")),
+        (201, Some("1"))
+    );
 }
 
 #[test]
@@ -79,15 +102,27 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
         let reply = app.get("/items/7");
         let took = start.elapsed();
         assert_eq!(reply.status, 200);
-        assert!(took < Duration::from_secs(1), "a healthy route took {took:?} while guests spun");
+        assert!(
+            took < Duration::from_secs(1),
+            "a healthy route took {took:?} while guests spun"
+        );
     }
     for spinner in spinners {
         let (status, body, took) = spinner.join().unwrap();
         assert_eq!((status, body.as_str()), (504, "Gateway Timeout"));
-        assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(6), "stopped after {took:?}");
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+            "stopped after {took:?}"
+        );
     }
     let s = app.scrape();
-    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "504")]), Some(2.0));
+    assert_eq!(
+        s.get(
+            "http_request_exceptions_total",
+            &[("method", "GET"), ("status", "504")]
+        ),
+        Some(2.0)
+    );
     assert_eq!(duration_count(&s, "GET", "/spin", "504"), 2.0);
     assert_eq!(failures(&s, "/spin", "timeout"), 2.0);
     assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 5.0);
@@ -107,7 +142,10 @@ fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
     const LIMIT_MIB: u64 = 16;
     let app = fixture(&["--max-memory", "16MiB"]);
     let within = app.get("/alloc?mib=4");
-    assert_eq!((within.status, within.body.as_str()), (200, "allocated 4 MiB"));
+    assert_eq!(
+        (within.status, within.body.as_str()),
+        (200, "allocated 4 MiB")
+    );
     let idle_kib = status_kib(app.pid(), "VmRSS:");
 
     let url = app.url("/alloc?mib=64");
@@ -125,14 +163,20 @@ fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
     assert_eq!(duration_count(&s, "GET", "/alloc", "500"), 10.0);
     // The largest memory any request reached is the limit.
     assert_eq!(
-        s.value("promwasm_guest_memory_bytes_bucket", &[("path", "/alloc"), ("le", "16777216")]),
+        s.value(
+            "promwasm_guest_memory_bytes_bucket",
+            &[("path", "/alloc"), ("le", "1.6777216e+07")]
+        ),
         11.0
     );
     // Peak resident memory while the ten ran: at most each at its limit,
     // plus slack for the host; afterwards the pages are returned.
     let peak_kib = status_kib(app.pid(), "VmHWM:");
     let bound_kib = idle_kib + 10 * LIMIT_MIB * 1024 + 32 * 1024;
-    assert!(peak_kib < bound_kib, "peak RSS {peak_kib} KiB, idle {idle_kib} KiB");
+    assert!(
+        peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB, idle {idle_kib} KiB"
+    );
     let after_kib = status_kib(app.pid(), "VmRSS:");
     assert!(
         after_kib < idle_kib + 2 * LIMIT_MIB * 1024,
@@ -145,11 +189,20 @@ fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
 fn huge_response_body_is_refused() {
     let app = fixture(&["--max-response-body", "1MiB"]);
     let big = app.get("/big?mib=2");
-    assert_eq!((big.status, big.body.as_str()), (500, "Internal Server Error"));
+    assert_eq!(
+        (big.status, big.body.as_str()),
+        (500, "Internal Server Error")
+    );
     assert_eq!(app.get("/big?mib=1").body.len(), 1 << 20);
     let s = app.scrape();
     assert_eq!(failures(&s, "/big", "response_too_large"), 1.0);
-    assert_eq!(s.get("http_request_exceptions_total", &[("method", "GET"), ("status", "500")]), Some(1.0));
+    assert_eq!(
+        s.get(
+            "http_request_exceptions_total",
+            &[("method", "GET"), ("status", "500")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -169,14 +222,23 @@ fn metric_misuse_is_refused_counted_and_harmless() {
     );
     assert_eq!(app.get_as("/hits", "ann").status, 200);
     let s = app.scrape();
-    for reason in ["unknown_metric", "label_count", "negative_increment", "not_finite", "wrong_kind"] {
+    for reason in [
+        "unknown_metric",
+        "label_count",
+        "negative_increment",
+        "not_finite",
+        "wrong_kind",
+    ] {
         assert_eq!(
             s.get("promwasm_metric_update_errors_total", &[("reason", reason)]),
             Some(1.0),
             "{reason}"
         );
     }
-    assert_eq!(s.series("fixture_hits_total"), ["fixture_hits_total{user=\"ann\"}"]);
+    assert_eq!(
+        s.series("fixture_hits_total"),
+        ["fixture_hits_total{user=\"ann\"}"]
+    );
     assert_eq!(s.get("fixture_hits_total", &[("user", "ann")]), Some(1.0));
     assert_eq!(s.get("fixture_level", &[]), Some(0.0));
 }
@@ -188,7 +250,12 @@ fn guest_has_no_capabilities() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body.lines().collect::<Vec<_>>(),
-        ["fs: Err(NotFound)", "env: 0", "args: 0", "net: Err(PermissionDenied)"]
+        [
+            "fs: Err(NotFound)",
+            "env: 0",
+            "args: 0",
+            "net: Err(PermissionDenied)"
+        ]
     );
     let (_, stderr) = {
         app.signal("TERM");
@@ -204,7 +271,9 @@ fn guest_has_no_capabilities() {
 fn raw(base: &str, bytes: &[u8]) -> String {
     let addr = base.strip_prefix("http://").unwrap();
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(bytes).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -213,12 +282,22 @@ fn raw(base: &str, bytes: &[u8]) -> String {
 
 #[test]
 fn client_faults_are_answered_before_routing_and_counted() {
-    let app = fixture(&["--max-body", "1KiB", "--max-header-bytes", "16KiB", "--header-read-timeout", "1s"]);
+    let app = fixture(&[
+        "--max-body",
+        "1KiB",
+        "--max-header-bytes",
+        "16KiB",
+        "--header-read-timeout",
+        "1s",
+    ]);
 
     let small = request("POST", &app.url("/echo"), &[], b"hello");
     assert_eq!((small.status, small.body.as_str()), (200, "hello"));
     let large = request("POST", &app.url("/echo"), &[], &[b'x'; 2048]);
-    assert_eq!((large.status, large.body.as_str()), (413, "Request body larger than 1024 bytes"));
+    assert_eq!(
+        (large.status, large.body.as_str()),
+        (413, "Request body larger than 1024 bytes")
+    );
     // Without a length up front, the limit still holds while reading.
     let chunked = raw(
         &app.base,
@@ -232,7 +311,11 @@ fn client_faults_are_answered_before_routing_and_counted() {
 
     let huge_header = raw(
         &app.base,
-        format!("GET /items/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "h".repeat(64 << 10)).as_bytes(),
+        format!(
+            "GET /items/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "h".repeat(64 << 10)
+        )
+        .as_bytes(),
     );
     assert!(huge_header.starts_with("HTTP/1.1 431 "), "{huge_header}");
 
@@ -243,7 +326,10 @@ fn client_faults_are_answered_before_routing_and_counted() {
     let start = Instant::now();
     let slow = raw(&app.base, b"GET /items/1 HTTP/1.1\r\nHost: x\r\n");
     let took = start.elapsed();
-    assert!(took < Duration::from_secs(5), "slow client kept for {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "slow client kept for {took:?}"
+    );
     assert!(!slow.contains("200 OK"), "{slow}");
 
     // Let the connection tasks record their endings.
@@ -271,7 +357,10 @@ fn client_controlled_labels_are_capped() {
         .map(|t| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
                 for i in (t..USERS).step_by(threads) {
                     let status = agent
                         .get(&url)
@@ -297,11 +386,17 @@ fn client_controlled_labels_are_capped() {
         Some((USERS - CAP) as f64)
     );
     assert_eq!(
-        s.get("promwasm_metric_overflow_updates_total", &[("metric", "fixture_hits")]),
+        s.get(
+            "promwasm_metric_overflow_updates_total",
+            &[("metric", "fixture_hits")]
+        ),
         Some((USERS - CAP) as f64)
     );
     let rss_kib = status_kib(app.pid(), "VmRSS:");
-    assert!(rss_kib < idle_kib + 64 * 1024, "RSS grew from {idle_kib} KiB to {rss_kib} KiB");
+    assert!(
+        rss_kib < idle_kib + 64 * 1024,
+        "RSS grew from {idle_kib} KiB to {rss_kib} KiB"
+    );
 }
 
 #[test]

@@ -5,12 +5,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail, ensure};
-use prometheus_client::registry::Registry;
+use std::path::Path;
 
-use crate::metrics::{self, Declaration, GuestMetrics, HttpMetrics, InProgress, Kind, RouteRuntime, RuntimeMetrics};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+
+use crate::families::{Families, Shared, Spec};
+use crate::guest_metrics::{GuestMetrics, Kind};
+use crate::metrics::{HttpMetrics, InProgress, RouteRuntime};
 use crate::routes::{RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, Manifest, MetricKind};
+use crate::runtime::{Guest, Runtime};
 
 /// Suffixes the exposition formats add to family names; a declared name that
 /// already carries one would read as another family's sample.
@@ -32,6 +36,50 @@ pub struct App {
     pub guest_metrics: Arc<GuestMetrics>,
 }
 
+/// A component ready to serve: its compiled code and what it declared.
+pub struct Loaded {
+    pub guest: Guest,
+    pub app: App,
+}
+
+impl Loaded {
+    /// Compiles `bytes`, asks the component for its manifest and registers
+    /// (or finds) its families. `origin` names the component in errors.
+    pub async fn load(
+        runtime: &Runtime,
+        families: &Families,
+        bytes: &[u8],
+        origin: &Path,
+        options: MetricOptions,
+    ) -> Result<Loaded> {
+        let guest = runtime.load(bytes, origin)?;
+        let manifest = guest
+            .describe()
+            .await
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("calling describe on {}", origin.display()))?;
+        let app = App::new(&manifest, families, options)
+            .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
+        let name = origin.display().to_string();
+        families.component.serving(&name, &sha256_hex(bytes));
+        tracing::info!(
+            component = %name,
+            routes = ?app.router.routes().iter().map(|r| &*r.template).collect::<Vec<_>>(),
+            prefix = manifest.default_prefix.as_deref().unwrap_or(""),
+            "loaded component"
+        );
+        Ok(Loaded { guest, app })
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Host settings that shape the registered families.
 #[derive(Clone, Copy, Debug)]
 pub struct MetricOptions {
@@ -41,14 +89,10 @@ pub struct MetricOptions {
 }
 
 impl App {
-    /// Checks the manifest and registers its families in `registry`. Any
-    /// problem is refused with an error naming the route or metric.
-    pub fn new(
-        manifest: &Manifest,
-        registry: &mut Registry,
-        runtime_metrics: &RuntimeMetrics,
-        options: MetricOptions,
-    ) -> Result<App> {
+    /// Checks the manifest and registers its families, or finds them
+    /// registered by an earlier load. Any problem is refused with an error
+    /// naming the route or metric, and then nothing is registered.
+    pub fn new(manifest: &Manifest, families: &Families, options: MetricOptions) -> Result<App> {
         let router = Router::new(manifest.routes.iter().map(|r| RouteDecl {
             methods: &r.methods,
             path: &r.path,
@@ -64,7 +108,9 @@ impl App {
             check_name(name)?;
             check_help(help)?;
             if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
-                bail!("the name ends in {suffix:?}, a suffix the host adds by type; declare it without");
+                bail!(
+                    "the name ends in {suffix:?}, a suffix the host adds by type; declare it without"
+                );
             }
             if let Some(reserved) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
                 bail!("names starting with {reserved:?} belong to the host");
@@ -78,7 +124,7 @@ impl App {
 
         let mut declarations = Vec::with_capacity(manifest.metrics.len());
         for m in &manifest.metrics {
-            let mut checked = || -> Result<Declaration<'_>> {
+            let mut checked = || -> Result<(Kind, Vec<String>)> {
                 claim(&m.name, &m.help)?;
                 check_labels(&m.labels)?;
                 let kind = match &m.kind {
@@ -102,14 +148,10 @@ impl App {
                         Kind::Info(values.clone())
                     }
                 };
-                Ok(Declaration {
-                    name: &m.name,
-                    help: &m.help,
-                    kind,
-                    labels: m.labels.clone(),
-                })
+                Ok((kind, m.labels.clone()))
             };
-            declarations.push(checked().with_context(|| format!("metric {:?}", m.name))?);
+            let (kind, labels) = checked().with_context(|| format!("metric {:?}", m.name))?;
+            declarations.push((m.name.clone(), m.help.clone(), Spec::Guest { kind, labels }));
         }
 
         let templates: Vec<Arc<str>> = router.routes().iter().map(|r| r.template.clone()).collect();
@@ -128,33 +170,68 @@ impl App {
         }
 
         // Everything is checked: only now does the registry change.
+        let guest_count = declarations.len();
+        let mut wanted = declarations;
+        wanted.extend(
+            manifest
+                .host_metrics
+                .iter()
+                .map(|h| (h.name.clone(), h.help.clone(), Spec::InProgress)),
+        );
+        if options.default_metrics {
+            let [duration, ..] = HttpMetrics::family_names(prefix);
+            wanted.push((
+                duration,
+                String::new(),
+                Spec::Http {
+                    prefix: prefix.map(str::to_string),
+                },
+            ));
+        }
+        let names: Vec<String> = wanted.iter().map(|(name, ..)| name.clone()).collect();
+        let mut shared = families.declare(wanted)?.into_iter().zip(names);
+
+        let guest = shared
+            .by_ref()
+            .take(guest_count)
+            .map(|(family, name)| match family {
+                Shared::Guest(family) => (name, family),
+                other => unreachable!("declared a guest family, got {other:?}"),
+            })
+            .collect();
         let mut in_progress: Vec<Vec<_>> = vec![Vec::new(); templates.len()];
-        for h in &manifest.host_metrics {
+        for (h, (family, _)) in manifest.host_metrics.iter().zip(shared.by_ref()) {
+            let Shared::InProgress(family) = family else {
+                unreachable!("declared an in-progress family, got {family:?}");
+            };
             match h.measure {
                 HostMeasure::InProgress => {
-                    let gauges = metrics::register_in_progress(
-                        registry,
-                        &h.name,
-                        &h.help,
-                        h.route.as_deref(),
-                        &templates,
-                    );
-                    for (route, gauge) in in_progress.iter_mut().zip(gauges) {
+                    for (route, gauge) in in_progress
+                        .iter_mut()
+                        .zip(family.gauges(h.route.as_deref(), &templates))
+                    {
                         route.extend(gauge);
                     }
                 }
             }
         }
-        let http = options
-            .default_metrics
-            .then(|| HttpMetrics::register(registry, prefix));
-        let guest_metrics = Arc::new(GuestMetrics::register(registry, declarations, options.series_cap));
+        let http = shared.next().map(|(family, _)| match family {
+            Shared::Http(http) => http,
+            other => unreachable!("declared the default families, got {other:?}"),
+        });
         Ok(App {
             router,
             http,
             in_progress: in_progress.into_iter().map(InProgress::from_iter).collect(),
-            runtime: templates.iter().map(|t| runtime_metrics.for_route(t)).collect(),
-            guest_metrics,
+            runtime: templates
+                .iter()
+                .map(|t| families.runtime.for_route(t))
+                .collect(),
+            guest_metrics: Arc::new(GuestMetrics::new(
+                guest,
+                options.series_cap,
+                families.misuse.clone(),
+            )),
         })
     }
 }
@@ -166,7 +243,10 @@ fn check_name(name: &str) -> Result<()> {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
-    ensure!(valid, "not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+    ensure!(
+        valid,
+        "not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+    );
     Ok(())
 }
 
@@ -175,10 +255,18 @@ fn check_labels(labels: &[String]) -> Result<()> {
     let mut seen = HashSet::new();
     for label in labels {
         let mut bytes = label.bytes();
-        let valid = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        let valid = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        ensure!(valid, "label {label:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)");
-        ensure!(!label.starts_with("__"), "label {label:?}: names starting with \"__\" are reserved");
+        ensure!(
+            valid,
+            "label {label:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        );
+        ensure!(
+            !label.starts_with("__"),
+            "label {label:?}: names starting with \"__\" are reserved"
+        );
         ensure!(seen.insert(label), "label {label:?} is declared twice");
     }
     Ok(())
@@ -187,14 +275,19 @@ fn check_labels(labels: &[String]) -> Result<()> {
 /// Help text goes into the exposition unescaped, so it must need no escape.
 fn check_help(help: &str) -> Result<()> {
     ensure!(
-        !help.chars().any(|c| c.is_control() || c == '\\' || c == '"'),
+        !help
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c == '"'),
         "help text holds a control character, '\\' or '\"'"
     );
     Ok(())
 }
 
 fn check_buckets(buckets: &[f64]) -> Result<()> {
-    ensure!(!buckets.is_empty(), "a histogram declares at least one bucket");
+    ensure!(
+        !buckets.is_empty(),
+        "a histogram declares at least one bucket"
+    );
     ensure!(
         buckets.iter().all(|b| b.is_finite()) && buckets.windows(2).all(|w| w[0] < w[1]),
         "bucket bounds must be finite and strictly increasing, got {buckets:?}"

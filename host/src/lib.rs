@@ -7,10 +7,13 @@
 
 pub mod app;
 pub mod config;
+pub mod families;
+pub mod guest_metrics;
 pub mod metrics;
 pub mod routes;
 pub mod runtime;
 pub mod server;
 
 /// The example app, built from `guest/` by the build script.
-pub static EXAMPLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/promwasm_example.wasm"));
+pub static EXAMPLE_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/promwasm_example.wasm"));

@@ -5,26 +5,32 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::Parser;
-use prometheus_client::registry::Registry;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use promwasm::app::{App, MetricOptions};
+use arc_swap::ArcSwap;
+use promwasm::EXAMPLE_COMPONENT;
+use promwasm::app::{Loaded, MetricOptions};
 use promwasm::config::Cli;
-use promwasm::metrics::{ProcessCollector, Rejections, RuntimeMetrics};
+use promwasm::families::Families;
 use promwasm::runtime::{Limits, Runtime};
 use promwasm::server::{self, ClientLimits, Role, Server};
-use promwasm::EXAMPLE_COMPONENT;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("PROMWASM_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("PROMWASM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("promwasm: starting the tokio runtime: {e}");
@@ -43,10 +49,14 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let (bytes, origin) = match &cli.component {
         Some(path) => (
-            std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?,
+            std::fs::read(path)
+                .with_context(|| format!("cannot read component {}", path.display()))?,
             path.clone(),
         ),
-        None => (EXAMPLE_COMPONENT.to_vec(), PathBuf::from("<built-in example component>")),
+        None => (
+            EXAMPLE_COMPONENT.to_vec(),
+            PathBuf::from("<built-in example component>"),
+        ),
     };
     let limits = Limits {
         request_timeout: cli.request_timeout,
@@ -54,23 +64,13 @@ async fn run(cli: Cli) -> Result<()> {
         max_instances: cli.max_instances,
         max_response_body: cli.max_response_body,
     };
-    let runtime = Runtime::new(&bytes, &origin, limits)?;
-    let manifest = runtime
-        .describe()
-        .await
-        .map_err(|e| anyhow!(e))
-        .with_context(|| format!("calling describe on {}", origin.display()))?;
-
-    let mut registry = Registry::default();
+    let runtime = Runtime::new(limits)?;
+    let families = Families::new();
     let options = MetricOptions {
         default_metrics: !cli.no_default_metrics,
         series_cap: cli.series_cap,
     };
-    let runtime_metrics = RuntimeMetrics::register(&mut registry);
-    let app = App::new(&manifest, &mut registry, &runtime_metrics, options)
-        .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
-    let rejections = Rejections::register(&mut registry);
-    registry.register_collector(Box::new(ProcessCollector));
+    let loaded = Loaded::load(&runtime, &families, &bytes, &origin, options).await?;
 
     let main_listener = server::bind(cli.listen).await?;
     let metrics_listener = match cli.metrics_listen {
@@ -82,18 +82,13 @@ async fn run(cli: Cli) -> Result<()> {
         println!("metrics on http://{}/metrics", listener.local_addr()?);
     }
     tracing::info!(
-        component = %origin.display(),
-        routes = ?app.router.routes().iter().map(|r| &*r.template).collect::<Vec<_>>(),
-        prefix = manifest.default_prefix.as_deref().unwrap_or(""),
-        "serving component"
-    );
-    tracing::info!(
         "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"
     );
     tracing::info!(
         request_timeout = ?cli.request_timeout,
         max_memory = cli.max_memory,
         max_body = cli.max_body,
+        max_response_body = cli.max_response_body,
         max_instances = cli.max_instances,
         series_cap = cli.series_cap,
         "limits"
@@ -101,10 +96,10 @@ async fn run(cli: Cli) -> Result<()> {
 
     let server = Arc::new(Server {
         runtime,
-        app,
-        registry,
-        rejections,
-        runtime_metrics,
+        families,
+        current: ArcSwap::from_pointee(loaded),
+        component_file: cli.component.clone(),
+        options,
         limits: ClientLimits {
             max_body: cli.max_body,
             header_read_timeout: cli.header_read_timeout,
@@ -123,10 +118,25 @@ async fn run(cli: Cli) -> Result<()> {
         cli.drain_timeout,
     ));
     if let Some(listener) = metrics_listener {
-        tasks.spawn(server::serve(server, listener, Role::Metrics, stopped, cli.drain_timeout));
+        tasks.spawn(server::serve(
+            server.clone(),
+            listener,
+            Role::Metrics,
+            stopped,
+            cli.drain_timeout,
+        ));
     }
 
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let reloader = server.clone();
+    let reloads = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            reloader.reload().await;
+        }
+    });
+
     shutdown_signal().await?;
+    reloads.abort();
     tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -136,8 +146,8 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::select! {
         _ = terminate.recv() => {}

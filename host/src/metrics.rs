@@ -5,22 +5,19 @@
 //!   prometheus-flask-exporter's defaults), recorded by the server for each
 //!   request under the prefix the component declares;
 //! - the families a component declares, updated by the guest through the
-//!   `metrics` import ([`GuestMetrics`]) or recorded by the host around the
-//!   guest call ([`InProgress`]);
+//!   `metrics` import (`crate::guest_metrics`) or recorded by the host around
+//!   the guest call ([`InProgress`]);
 //! - the host's own: process figures read from /proc at scrape time and
 //!   `promwasm_*` families about the host itself.
 
-use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
@@ -37,10 +34,6 @@ pub const UNMATCHED_PATH: &str = "<unmatched>";
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-
-/// Label value that replaces a guest series' labels once its family holds
-/// as many series as the cardinality cap allows.
-pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 
 /// `method`, `path` and `status` of a recorded request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -63,13 +56,8 @@ struct PathLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct MetricLabels {
-    metric: Arc<str>,
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: &'static str,
 }
 
 /// The `method` label value: the standard methods as themselves, anything
@@ -96,7 +84,7 @@ fn duration_histogram() -> Histogram {
 }
 
 /// The default HTTP families, recorded by the host for every tracked request.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HttpMetrics {
     duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     requests: Family<MethodStatusLabels, Counter>,
@@ -192,376 +180,38 @@ impl Drop for InProgressGuard<'_> {
     }
 }
 
-/// Registers an in-progress gauge family and returns, for each route
-/// template in `routes`, the gauges to raise for it: the family's series for
-/// that template when `scope` is none or names it, nothing otherwise. The
-/// series exist from the start, so an idle route reads 0.
-pub fn register_in_progress(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    scope: Option<&str>,
-    routes: &[Arc<str>],
-) -> Vec<Option<Gauge>> {
-    let family = Family::<PathLabels, Gauge>::default();
-    registry.register(name, help, family.clone());
-    routes
-        .iter()
-        .map(|path| {
-            (scope.is_none_or(|s| s == &**path))
-                .then(|| family.get_or_create(&PathLabels { path: path.clone() }).clone())
-        })
-        .collect()
+/// A family of in-progress gauges labelled by route template.
+#[derive(Clone, Debug, Default)]
+pub struct InProgressFamily(Family<PathLabels, Gauge>);
+
+impl InProgressFamily {
+    pub fn register(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let family = InProgressFamily::default();
+        registry.register(name, help, family.0.clone());
+        family
+    }
+
+    /// For each route template in `routes`, the gauge to raise for it: the
+    /// family's series for that template when `scope` is none or names it,
+    /// nothing otherwise. The series exist from then on, so an idle route
+    /// reads 0.
+    pub fn gauges(&self, scope: Option<&str>, routes: &[Arc<str>]) -> Vec<Option<Gauge>> {
+        routes
+            .iter()
+            .map(|path| {
+                (scope.is_none_or(|s| s == &**path)).then(|| {
+                    self.0
+                        .get_or_create(&PathLabels { path: path.clone() })
+                        .clone()
+                })
+            })
+            .collect()
+    }
 }
 
 impl FromIterator<Gauge> for InProgress {
     fn from_iter<I: IntoIterator<Item = Gauge>>(iter: I) -> Self {
         InProgress(iter.into_iter().collect())
-    }
-}
-
-/// Label values of a guest-declared family; the names are shared by every
-/// series of the family and take no part in hashing or equality.
-#[derive(Clone, Debug)]
-pub struct GuestLabels {
-    names: Arc<[String]>,
-    values: Box<[String]>,
-}
-
-impl PartialEq for GuestLabels {
-    fn eq(&self, other: &Self) -> bool {
-        self.values == other.values
-    }
-}
-
-impl Eq for GuestLabels {}
-
-impl Hash for GuestLabels {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.values.hash(state);
-    }
-}
-
-impl EncodeLabelSet for GuestLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for (name, value) in self.names.iter().zip(self.values.iter()) {
-            prometheus_client::encoding::EncodeLabel::encode(
-                &(name.as_str(), value.as_str()),
-                encoder.encode_label(),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Builds guest histograms with the buckets the guest declared.
-#[derive(Clone, Debug)]
-pub struct Buckets(Arc<[f64]>);
-
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
-    }
-}
-
-type GuestCounter = Counter<f64, AtomicU64>;
-type GuestGauge = Gauge<f64, AtomicU64>;
-
-/// The kind of a guest-declared metric, as the manifest gives it.
-#[derive(Clone, Debug)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram(Vec<f64>),
-    Info(Vec<String>),
-}
-
-/// A guest metric's family. Families without labels keep their one series
-/// resolved, so an update touches no map at all.
-#[derive(Debug)]
-enum Series {
-    Counter(Family<GuestLabels, GuestCounter>, Option<GuestCounter>),
-    Gauge(Family<GuestLabels, GuestGauge>, Option<GuestGauge>),
-    Histogram(Family<GuestLabels, Histogram, Buckets>, Option<Histogram>),
-    Info,
-}
-
-#[derive(Debug)]
-struct GuestMetric {
-    name: Arc<str>,
-    labels: Arc<[String]>,
-    series: Series,
-    /// Series created so far; its lock serialises their creation so the cap
-    /// holds exactly.
-    created: Mutex<usize>,
-}
-
-/// Why a guest's metric update was refused. Nothing was recorded.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum UpdateError {
-    #[error("no metric has handle {0}")]
-    UnknownMetric(u32),
-    #[error("{0} is a {1}, not a {2}")]
-    WrongKind(Arc<str>, &'static str, &'static str),
-    #[error("{0} takes {1} label values, got {2}")]
-    LabelCount(Arc<str>, usize, usize),
-    #[error("{0} is a counter and cannot decrease")]
-    NegativeIncrement(Arc<str>),
-    #[error("{0} takes finite values only")]
-    NotFinite(Arc<str>),
-}
-
-impl UpdateError {
-    /// The `reason` label of the misuse counter.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            UpdateError::UnknownMetric(_) => "unknown_metric",
-            UpdateError::WrongKind(..) => "wrong_kind",
-            UpdateError::LabelCount(..) => "label_count",
-            UpdateError::NegativeIncrement(_) => "negative_increment",
-            UpdateError::NotFinite(_) => "not_finite",
-        }
-    }
-}
-
-/// What an update asks for.
-#[derive(Clone, Copy, Debug)]
-pub enum Update {
-    CounterAdd,
-    GaugeSet,
-    GaugeAdd,
-    HistogramObserve,
-}
-
-impl Update {
-    fn kind(self) -> &'static str {
-        match self {
-            Update::CounterAdd => "counter",
-            Update::GaugeSet | Update::GaugeAdd => "gauge",
-            Update::HistogramObserve => "histogram",
-        }
-    }
-}
-
-/// The metrics a component declared, indexed by handle (their position in
-/// the manifest), with the host counters that account for their misuse.
-#[derive(Debug)]
-pub struct GuestMetrics {
-    metrics: Vec<GuestMetric>,
-    series_cap: usize,
-    update_errors: Family<ReasonLabels, Counter>,
-    overflows: Family<MetricLabels, Counter>,
-}
-
-/// One guest metric to register.
-pub struct Declaration<'a> {
-    pub name: &'a str,
-    pub help: &'a str,
-    pub kind: Kind,
-    pub labels: Vec<String>,
-}
-
-impl GuestMetrics {
-    /// Registers the declared families (validated beforehand) and the host
-    /// counters for misuse and overflow.
-    pub fn register(
-        registry: &mut Registry,
-        declarations: Vec<Declaration<'_>>,
-        series_cap: usize,
-    ) -> Self {
-        let update_errors = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "promwasm_metric_update_errors",
-            "Guest metric updates refused by the host, by reason",
-            update_errors.clone(),
-        );
-        let overflows = Family::<MetricLabels, Counter>::default();
-        registry.register(
-            "promwasm_metric_overflow_updates",
-            "Guest metric updates recorded in the overflow series because the family reached its series cap",
-            overflows.clone(),
-        );
-        let metrics = declarations
-            .into_iter()
-            .map(|d| {
-                let labels: Arc<[String]> = d.labels.into();
-                let unlabelled = GuestLabels {
-                    names: labels.clone(),
-                    values: Box::new([]),
-                };
-                let series = match d.kind {
-                    Kind::Counter => {
-                        let family = Family::<GuestLabels, GuestCounter>::default();
-                        registry.register(d.name, d.help, family.clone());
-                        let one = labels
-                            .is_empty()
-                            .then(|| family.get_or_create(&unlabelled).clone());
-                        Series::Counter(family, one)
-                    }
-                    Kind::Gauge => {
-                        let family = Family::<GuestLabels, GuestGauge>::default();
-                        registry.register(d.name, d.help, family.clone());
-                        let one = labels
-                            .is_empty()
-                            .then(|| family.get_or_create(&unlabelled).clone());
-                        Series::Gauge(family, one)
-                    }
-                    Kind::Histogram(buckets) => {
-                        let family = Family::new_with_constructor(Buckets(buckets.into()));
-                        registry.register(d.name, d.help, family.clone());
-                        let one = labels
-                            .is_empty()
-                            .then(|| family.get_or_create(&unlabelled).clone());
-                        Series::Histogram(family, one)
-                    }
-                    Kind::Info(values) => {
-                        registry.register(
-                            d.name,
-                            d.help,
-                            Info::new(GuestLabels {
-                                names: labels.clone(),
-                                values: values.into(),
-                            }),
-                        );
-                        Series::Info
-                    }
-                };
-                GuestMetric {
-                    name: d.name.into(),
-                    labels,
-                    series,
-                    created: Mutex::new(0),
-                }
-            })
-            .collect();
-        GuestMetrics {
-            metrics,
-            series_cap,
-            update_errors,
-            overflows,
-        }
-    }
-
-    /// Applies one update from the guest, or refuses it (and counts the
-    /// refusal) without touching the registry.
-    pub fn update(
-        &self,
-        handle: u32,
-        update: Update,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), UpdateError> {
-        let result = self.apply(handle, update, labels, value);
-        if let Err(e) = &result {
-            self.update_errors
-                .get_or_create(&ReasonLabels { reason: e.reason() })
-                .inc();
-        }
-        result
-    }
-
-    fn apply(
-        &self,
-        handle: u32,
-        update: Update,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), UpdateError> {
-        let metric = self
-            .metrics
-            .get(handle as usize)
-            .ok_or(UpdateError::UnknownMetric(handle))?;
-        let wrong_kind = |is: &'static str| {
-            Err(UpdateError::WrongKind(metric.name.clone(), is, update.kind()))
-        };
-        if labels.len() != metric.labels.len() {
-            return Err(UpdateError::LabelCount(
-                metric.name.clone(),
-                metric.labels.len(),
-                labels.len(),
-            ));
-        }
-        if !value.is_finite() {
-            return Err(UpdateError::NotFinite(metric.name.clone()));
-        }
-        match (&metric.series, update) {
-            (Series::Counter(family, one), Update::CounterAdd) => {
-                if value < 0.0 {
-                    return Err(UpdateError::NegativeIncrement(metric.name.clone()));
-                }
-                self.with_series(metric, family, one, labels, |c| {
-                    c.inc_by(value);
-                })
-            }
-            (Series::Gauge(family, one), Update::GaugeSet) => {
-                self.with_series(metric, family, one, labels, |g| {
-                    g.set(value);
-                })
-            }
-            (Series::Gauge(family, one), Update::GaugeAdd) => {
-                self.with_series(metric, family, one, labels, |g| {
-                    g.inc_by(value);
-                })
-            }
-            (Series::Histogram(family, one), Update::HistogramObserve) => {
-                self.with_series(metric, family, one, labels, |h| h.observe(value))
-            }
-            (Series::Counter(..), _) => wrong_kind("counter"),
-            (Series::Gauge(..), _) => wrong_kind("gauge"),
-            (Series::Histogram(..), _) => wrong_kind("histogram"),
-            (Series::Info, _) => wrong_kind("info metric"),
-        }
-    }
-
-    /// Runs `f` on the series for `values`: the resolved one for an
-    /// unlabelled family, an existing series, a new one while the family is
-    /// under the cap, and the family's overflow series past it.
-    fn with_series<M, C>(
-        &self,
-        metric: &GuestMetric,
-        family: &Family<GuestLabels, M, C>,
-        one: &Option<M>,
-        values: Vec<String>,
-        f: impl FnOnce(&M),
-    ) -> Result<(), UpdateError>
-    where
-        M: Clone,
-        C: MetricConstructor<M>,
-    {
-        if let Some(series) = one {
-            f(series);
-            return Ok(());
-        }
-        let labels = GuestLabels {
-            names: metric.labels.clone(),
-            values: values.into(),
-        };
-        if let Some(series) = family.get(&labels) {
-            f(&series);
-            return Ok(());
-        }
-        let mut created = metric.created.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(series) = family.get(&labels) {
-            f(&series);
-            return Ok(());
-        }
-        if *created < self.series_cap {
-            *created += 1;
-            f(&family.get_or_create(&labels));
-            return Ok(());
-        }
-        drop(created);
-        self.overflows
-            .get_or_create(&MetricLabels {
-                metric: metric.name.clone(),
-            })
-            .inc();
-        let overflow = GuestLabels {
-            values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.labels.len()].into(),
-            names: metric.labels.clone(),
-        };
-        f(&family.get_or_create(&overflow));
-        Ok(())
     }
 }
 
@@ -573,7 +223,8 @@ struct PathReasonLabels {
 
 fn seconds_histogram() -> Histogram {
     Histogram::new([
-        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 0.5, 1.0, 5.0, 10.0,
+        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 0.5,
+        1.0, 5.0, 10.0,
     ])
 }
 
@@ -642,7 +293,13 @@ impl RuntimeMetrics {
     }
 
     /// Records one call that got an instance.
-    pub fn observe(&self, route: &RouteRuntime, instantiate: Duration, call: Duration, memory_high_water: usize) {
+    pub fn observe(
+        &self,
+        route: &RouteRuntime,
+        instantiate: Duration,
+        call: Duration,
+        memory_high_water: usize,
+    ) {
         route.instantiate.observe(instantiate.as_secs_f64());
         route.call.observe(call.as_secs_f64());
         route.memory.observe(memory_high_water as f64);
@@ -676,6 +333,67 @@ impl Rejections {
 
     pub fn inc(&self, reason: &'static str) {
         self.0.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ComponentLabels {
+    name: String,
+    sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Which component is served, since when, and how its reloads went.
+#[derive(Debug, Default)]
+pub struct ComponentInfo {
+    info: Family<ComponentLabels, Gauge>,
+    loaded: Gauge<f64, AtomicU64>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl ComponentInfo {
+    pub fn register(registry: &mut Registry) -> Self {
+        let component = ComponentInfo::default();
+        registry.register(
+            "promwasm_component_info",
+            "The component being served: its name and the sha256 of its bytes",
+            component.info.clone(),
+        );
+        registry.register(
+            "promwasm_component_loaded_timestamp_seconds",
+            "When the component being served was loaded, in seconds since the Unix epoch",
+            component.loaded.clone(),
+        );
+        registry.register(
+            "promwasm_component_reloads",
+            "Component reloads by result (success, failure)",
+            component.reloads.clone(),
+        );
+        component
+    }
+
+    /// Marks `name` with digest `sha256` as the component being served.
+    pub fn serving(&self, name: &str, sha256: &str) {
+        self.info.clear();
+        self.info
+            .get_or_create(&ComponentLabels {
+                name: name.to_string(),
+                sha256: sha256.to_string(),
+            })
+            .set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.loaded.set(now.as_secs_f64());
+    }
+
+    pub fn reloaded(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 }
 
@@ -790,7 +508,9 @@ impl Format {
         let mut out = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
         let _ = match self {
-            Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+            }
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
         };
         out
@@ -814,110 +534,6 @@ mod tests {
         assert_eq!(
             Format::negotiate(Some("application/openmetrics-text; q=0, text/plain")),
             Format::Text
-        );
-    }
-
-    fn guest_metrics(cap: usize) -> (Registry, GuestMetrics) {
-        let mut registry = Registry::default();
-        let metrics = GuestMetrics::register(
-            &mut registry,
-            vec![
-                Declaration {
-                    name: "auths",
-                    help: "Auths",
-                    kind: Kind::Counter,
-                    labels: vec!["user".into()],
-                },
-                Declaration {
-                    name: "level",
-                    help: "Level",
-                    kind: Kind::Gauge,
-                    labels: vec![],
-                },
-                Declaration {
-                    name: "info",
-                    help: "Info",
-                    kind: Kind::Info(vec!["1".into()]),
-                    labels: vec!["version".into()],
-                },
-            ],
-            cap,
-        );
-        (registry, metrics)
-    }
-
-    #[test]
-    fn refuses_misuse_and_counts_it() {
-        let (registry, m) = guest_metrics(10);
-        let user = || vec!["john".to_string()];
-        assert_eq!(
-            m.update(9, Update::CounterAdd, user(), 1.0),
-            Err(UpdateError::UnknownMetric(9))
-        );
-        assert_eq!(
-            m.update(0, Update::CounterAdd, vec![], 1.0),
-            Err(UpdateError::LabelCount("auths".into(), 1, 0))
-        );
-        assert_eq!(
-            m.update(0, Update::CounterAdd, user(), -1.0),
-            Err(UpdateError::NegativeIncrement("auths".into()))
-        );
-        assert_eq!(
-            m.update(1, Update::GaugeSet, vec![], f64::NAN),
-            Err(UpdateError::NotFinite("level".into()))
-        );
-        assert_eq!(
-            m.update(1, Update::CounterAdd, vec![], 1.0),
-            Err(UpdateError::WrongKind("level".into(), "gauge", "counter"))
-        );
-        assert_eq!(
-            m.update(2, Update::GaugeAdd, vec!["1".into()], 1.0),
-            Err(UpdateError::WrongKind("info".into(), "info metric", "gauge"))
-        );
-        m.update(0, Update::CounterAdd, user(), 2.5).unwrap();
-        m.update(1, Update::GaugeSet, vec![], 7.0).unwrap();
-        m.update(1, Update::GaugeAdd, vec![], -2.0).unwrap();
-        let text = Format::Text.encode(&registry);
-        assert!(text.contains("auths_total{user=\"john\"} 2.5\n"), "{text}");
-        assert!(text.contains("level 5.0\n"), "{text}");
-        assert!(text.contains("info_info{version=\"1\"} 1\n"), "{text}");
-        for (reason, n) in [
-            ("unknown_metric", 1),
-            ("label_count", 1),
-            ("negative_increment", 1),
-            ("not_finite", 1),
-            ("wrong_kind", 2),
-        ] {
-            let line = format!("promwasm_metric_update_errors_total{{reason=\"{reason}\"}} {n}\n");
-            assert!(text.contains(&line), "missing {line} in {text}");
-        }
-    }
-
-    #[test]
-    fn caps_series_and_keeps_sums_exact() {
-        let (registry, m) = guest_metrics(3);
-        for i in 0..10 {
-            m.update(0, Update::CounterAdd, vec![format!("u{i}")], 1.0)
-                .unwrap();
-        }
-        let text = Format::Text.encode(&registry);
-        let mut series: Vec<_> = text
-            .lines()
-            .filter(|l| l.starts_with("auths_total{"))
-            .collect();
-        series.sort_unstable();
-        assert_eq!(
-            series,
-            [
-                "auths_total{user=\"__overflow__\"} 7.0",
-                "auths_total{user=\"u0\"} 1.0",
-                "auths_total{user=\"u1\"} 1.0",
-                "auths_total{user=\"u2\"} 1.0",
-            ]
-        );
-        assert!(
-            text.contains("promwasm_metric_overflow_updates_total{metric=\"auths\"} 7\n"),
-            "{text}"
         );
     }
 }

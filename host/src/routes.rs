@@ -24,7 +24,8 @@ pub struct Route {
 impl Route {
     /// `HEAD` is allowed wherever `GET` is, as in Flask.
     fn allows(&self, method: &Method) -> bool {
-        self.methods.contains(method) || (method == Method::HEAD && self.methods.contains(&Method::GET))
+        self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET))
     }
 }
 
@@ -78,7 +79,8 @@ impl Router {
         for decl in decls {
             let index = router.routes.len();
             let route = check_route(&decl).with_context(|| format!("route {:?}", decl.path))?;
-            let segments = parse_template(decl.path).with_context(|| format!("route {:?}", decl.path))?;
+            let segments =
+                parse_template(decl.path).with_context(|| format!("route {:?}", decl.path))?;
             // Two templates that differ only in parameter names match the same paths.
             let shape: Vec<Option<&str>> = segments
                 .iter()
@@ -88,7 +90,10 @@ impl Router {
                 })
                 .collect();
             if let Some(first) = shapes.insert(format!("{shape:?}"), decl.path) {
-                bail!("route {:?} matches the same paths as route {first:?}", decl.path);
+                bail!(
+                    "route {:?} matches the same paths as route {first:?}",
+                    decl.path
+                );
             }
             if segments.iter().any(|s| matches!(s, Segment::Param)) {
                 router.templated.push((segments, index));
@@ -124,10 +129,13 @@ impl Router {
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         self.templated.iter().find_map(|(segments, index)| {
             (segments.len() == parts.len()
-                && segments.iter().zip(&parts).all(|(segment, part)| match segment {
-                    Segment::Literal(literal) => literal == part,
-                    Segment::Param => !part.is_empty(),
-                }))
+                && segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(segment, part)| match segment {
+                        Segment::Literal(literal) => literal == part,
+                        Segment::Param => !part.is_empty(),
+                    }))
             .then_some(*index)
         })
     }
@@ -178,7 +186,8 @@ fn parse_template(path: &str) -> Result<Vec<Segment>> {
         .map(|segment| {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 ensure!(
-                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                    !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
                     "parameter {segment:?} is not '{{name}}' with a name of letters, digits and '_'"
                 );
                 Ok(Segment::Param)
@@ -202,20 +211,36 @@ mod tests {
             .iter()
             .map(|(m, _)| m.iter().map(|s| s.to_string()).collect())
             .collect();
-        Router::new(routes.iter().zip(&methods).map(|((_, path), methods)| RouteDecl {
-            methods,
-            path,
-            track: true,
-        }))
+        Router::new(
+            routes
+                .iter()
+                .zip(&methods)
+                .map(|((_, path), methods)| RouteDecl {
+                    methods,
+                    path,
+                    track: true,
+                }),
+        )
     }
 
     #[test]
     fn dispatches_by_path_then_method() {
-        let r = router(&[(&["GET"], "/"), (&["GET"], "/square"), (&["POST", "GET"], "/users/{id}")]).unwrap();
+        let r = router(&[
+            (&["GET"], "/"),
+            (&["GET"], "/square"),
+            (&["POST", "GET"], "/users/{id}"),
+        ])
+        .unwrap();
         assert_eq!(r.dispatch(&Method::GET, "/"), Dispatch::Guest(0));
         assert_eq!(r.dispatch(&Method::HEAD, "/square"), Dispatch::Guest(1));
-        assert_eq!(r.dispatch(&Method::POST, "/square"), Dispatch::MethodNotAllowed(1));
-        assert_eq!(r.dispatch(&Method::OPTIONS, "/square"), Dispatch::Options(1));
+        assert_eq!(
+            r.dispatch(&Method::POST, "/square"),
+            Dispatch::MethodNotAllowed(1)
+        );
+        assert_eq!(
+            r.dispatch(&Method::OPTIONS, "/square"),
+            Dispatch::Options(1)
+        );
         assert_eq!(r.dispatch(&Method::GET, "/square/"), Dispatch::NotFound);
         assert_eq!(r.dispatch(&Method::GET, "/nope"), Dispatch::NotFound);
         assert_eq!(r.dispatch(&Method::POST, "/users/7"), Dispatch::Guest(2));
@@ -228,11 +253,23 @@ mod tests {
     #[test]
     fn refuses_bad_declarations_naming_the_route() {
         for (routes, message) in [
-            (&[(&["GET"][..], "square")][..], "route \"square\": a path template starts with '/'"),
-            (&[(&["get"][..], "/a")][..], "route \"/a\": method \"get\" is not an upper-case HTTP method name"),
+            (
+                &[(&["GET"][..], "square")][..],
+                "route \"square\": a path template starts with '/'",
+            ),
+            (
+                &[(&["get"][..], "/a")][..],
+                "route \"/a\": method \"get\" is not an upper-case HTTP method name",
+            ),
             (&[(&[][..], "/a")][..], "route \"/a\": declares no method"),
-            (&[(&["OPTIONS"][..], "/a")][..], "route \"/a\": declares OPTIONS, which the host answers itself"),
-            (&[(&["GET"][..], "/a/{x}y")][..], "route \"/a/{x}y\": segment \"{x}y\": a parameter spans a whole segment, as in '/users/{id}'"),
+            (
+                &[(&["OPTIONS"][..], "/a")][..],
+                "route \"/a\": declares OPTIONS, which the host answers itself",
+            ),
+            (
+                &[(&["GET"][..], "/a/{x}y")][..],
+                "route \"/a/{x}y\": segment \"{x}y\": a parameter spans a whole segment, as in '/users/{id}'",
+            ),
             (
                 &[(&["GET"][..], "/u/{id}"), (&["POST"][..], "/u/{name}")][..],
                 "route \"/u/{name}\" matches the same paths as route \"/u/{id}\"",

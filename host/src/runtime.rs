@@ -13,7 +13,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::metrics::{GuestMetrics, Update, UpdateError};
+use crate::guest_metrics::{GuestMetrics, Update, UpdateError};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -103,7 +103,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.refused = true;
             return Ok(false);
@@ -112,7 +117,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; the pool bounds their slots.
         Ok(desired <= 100_000)
     }
@@ -138,59 +148,111 @@ impl WasiView for HostState {
 impl types::Host for HostState {}
 
 impl HostState {
-    fn update(&self, metric: u32, update: Update, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn update(
+        &self,
+        metric: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         let Some(metrics) = &self.metrics else {
             // `describe` runs before any metric is registered.
             return Err(MetricError::UnknownMetric(metric));
         };
-        metrics.update(metric, update, labels, value).map_err(|e| match e {
-            UpdateError::UnknownMetric(h) => MetricError::UnknownMetric(h),
-            UpdateError::WrongKind(..) => MetricError::WrongKind(e.to_string()),
-            UpdateError::LabelCount(..) => MetricError::LabelCount(e.to_string()),
-            UpdateError::NegativeIncrement(_) => MetricError::NegativeIncrement(e.to_string()),
-            UpdateError::NotFinite(_) => MetricError::NotFinite(e.to_string()),
-        })
+        metrics
+            .update(metric, update, labels, value)
+            .map_err(|e| match e {
+                UpdateError::UnknownMetric(h) => MetricError::UnknownMetric(h),
+                UpdateError::WrongKind(..) => MetricError::WrongKind(e.to_string()),
+                UpdateError::LabelCount(..) => MetricError::LabelCount(e.to_string()),
+                UpdateError::NegativeIncrement(_) => MetricError::NegativeIncrement(e.to_string()),
+                UpdateError::NotFinite(_) => MetricError::NotFinite(e.to_string()),
+            })
     }
 }
 
 impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn counter_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.update(metric, Update::CounterAdd, labels, value)
     }
 
-    fn gauge_set(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn gauge_set(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.update(metric, Update::GaugeSet, labels, value)
     }
 
-    fn gauge_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn gauge_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.update(metric, Update::GaugeAdd, labels, value)
     }
 
-    fn histogram_observe(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn histogram_observe(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.update(metric, Update::HistogramObserve, labels, value)
     }
 }
 
-/// The engine and the component, ready to instantiate.
+/// The engine and the linker, shared by every component loaded.
 pub struct Runtime {
     engine: Engine,
-    pre: RouteHandlerPre<HostState>,
+    linker: Linker<HostState>,
     limits: Limits,
 }
 
 impl Runtime {
-    /// Builds the engine, compiles the component and links it against WASI
-    /// and the `metrics` import. `origin` names the component in errors.
-    pub fn new(bytes: &[u8], origin: &Path, limits: Limits) -> wasmtime::Result<Runtime> {
-        let engine = Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
-        let component = Component::new(&engine, bytes)
-            .with_context(|| format!("{} is not a valid WebAssembly component", origin.display()))?;
-
+    /// Builds the engine (and its epoch ticker) and links WASI and the
+    /// `metrics` import.
+    pub fn new(limits: Limits) -> wasmtime::Result<Runtime> {
+        let engine =
+            Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .context("linking the promwasm:app/metrics import")?;
-        let pre = linker
+
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+        })
+    }
+
+    /// Compiles a component and links it, ready to instantiate. `origin`
+    /// names it in errors.
+    pub fn load(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Guest> {
+        let component = Component::new(&self.engine, bytes).with_context(|| {
+            format!("{} is not a valid WebAssembly component", origin.display())
+        })?;
+        let pre = self
+            .linker
             .instantiate_pre(&component)
             .with_context(|| {
                 format!(
@@ -200,26 +262,31 @@ impl Runtime {
             })
             .and_then(RouteHandlerPre::new)
             .with_context(|| format!("{} does not export promwasm:app/handler", origin.display()))?;
-
-        let ticker = engine.clone();
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticker.increment_epoch();
-                }
-            })
-            .context("starting the epoch ticker")?;
-
-        Ok(Runtime { engine, pre, limits })
+        Ok(Guest {
+            engine: self.engine.clone(),
+            pre,
+            limits: self.limits,
+        })
     }
+}
 
+/// One loaded component: each call gets a fresh instance of it.
+pub struct Guest {
+    engine: Engine,
+    pre: RouteHandlerPre<HostState>,
+    limits: Limits,
+}
+
+impl Guest {
     /// Calls the component's `describe` on a fresh instance.
     pub async fn describe(&self) -> Result<Manifest, CallError> {
         let (result, _) = self
             .call(None, async |handler, store| {
-                handler.promwasm_app_handler().call_describe(store).await.map(Ok)
+                handler
+                    .promwasm_app_handler()
+                    .call_describe(store)
+                    .await
+                    .map(Ok)
             })
             .await;
         result
@@ -233,7 +300,10 @@ impl Runtime {
     ) -> (Result<Response, CallError>, CallStats) {
         let (result, stats) = self
             .call(Some(metrics.clone()), async move |handler, store| {
-                handler.promwasm_app_handler().call_handle(store, &request).await
+                handler
+                    .promwasm_app_handler()
+                    .call_handle(store, &request)
+                    .await
             })
             .await;
         let limit = self.limits.max_response_body;
@@ -273,7 +343,9 @@ impl Runtime {
         let start = Instant::now();
         let run = async {
             let handler = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                {
                     CallError::Capacity(e)
                 } else {
                     CallError::Trap(e)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -17,12 +18,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::metrics::{self, Format, RequestLabels, Rejections, RuntimeMetrics, UNMATCHED_PATH};
+use crate::app::{Loaded, MetricOptions};
+use crate::families::Families;
+use crate::metrics::{self, Format, RequestLabels, UNMATCHED_PATH};
 use crate::routes::Dispatch;
 use crate::runtime::{CallError, Runtime, types};
 
@@ -42,10 +43,13 @@ pub struct ClientLimits {
 /// Everything a request needs, shared by all connections.
 pub struct Server {
     pub runtime: Runtime,
-    pub app: App,
-    pub registry: Registry,
-    pub rejections: Rejections,
-    pub runtime_metrics: RuntimeMetrics,
+    pub families: Families,
+    /// The component being served. A request holds on to the one it
+    /// started with, so a reload never cuts a request short.
+    pub current: ArcSwap<Loaded>,
+    /// Where the component came from; none for the built-in example.
+    pub component_file: Option<std::path::PathBuf>,
+    pub options: MetricOptions,
     pub limits: ClientLimits,
 }
 
@@ -85,18 +89,51 @@ impl Server {
         match role {
             Role::Metrics if is_metrics_path => self.scrape(&request),
             Role::Metrics => text(StatusCode::NOT_FOUND, "Not Found"),
-            Role::Main { serves_metrics: true } if is_metrics_path => self.scrape(&request),
+            Role::Main {
+                serves_metrics: true,
+            } if is_metrics_path => self.scrape(&request),
             Role::Main { .. } => self.route(request, start).await,
+        }
+    }
+
+    /// Loads the component file again and swaps it in. A component that
+    /// fails to load is refused and the current one keeps serving.
+    pub async fn reload(&self) {
+        let Some(path) = &self.component_file else {
+            tracing::info!(
+                "SIGHUP: serving the built-in example component, there is no file to reload"
+            );
+            return;
+        };
+        let loaded =
+            match tokio::fs::read(path).await {
+                Ok(bytes) => {
+                    Loaded::load(&self.runtime, &self.families, &bytes, path, self.options).await
+                }
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("cannot read component {}", path.display()))),
+            };
+        match loaded {
+            Ok(loaded) => {
+                self.current.store(Arc::new(loaded));
+                self.families.component.reloaded(true);
+                tracing::info!(component = %path.display(), "reloaded");
+            }
+            Err(e) => {
+                self.families.component.reloaded(false);
+                tracing::error!("reload refused, the previous component keeps serving: {e:#}");
+            }
         }
     }
 
     /// Routes one request and records it in the default families.
     async fn route(&self, request: Request<Incoming>, start: Instant) -> Response<Body> {
+        let loaded = self.current.load_full();
         let method = metrics::method_label(request.method());
         let is_head = request.method() == Method::HEAD;
         let path = request.uri().path().to_string();
-        let routes = self.app.router.routes();
-        let (mut response, route) = match self.app.router.dispatch(request.method(), &path) {
+        let routes = loaded.app.router.routes();
+        let (mut response, route) = match loaded.app.router.dispatch(request.method(), &path) {
             Dispatch::NotFound => (text(StatusCode::NOT_FOUND, "Not Found"), None),
             Dispatch::MethodNotAllowed(index) => {
                 let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
@@ -112,22 +149,38 @@ impl Server {
                     .insert(header::ALLOW, routes[index].allow.clone());
                 (response, Some(index))
             }
-            Dispatch::Guest(index) => match self.call_guest(request, index, method).await {
-                Ok(response) => (response, Some(index)),
-                // Refused before the guest: not a request of the route.
-                Err(rejected) => return rejected,
-            },
+            Dispatch::Guest(index) => {
+                match self.call_guest(&loaded, request, index, method).await {
+                    Ok(response) => (response, Some(index)),
+                    // Refused before the guest: not a request of the route.
+                    Err(rejected) => return rejected,
+                }
+            }
         };
         if is_head {
             strip_body(&mut response);
         }
         let status = response.status().as_u16();
         let tracked = route.is_none_or(|index| routes[index].track);
-        if let (Some(http), true) = (&self.app.http, tracked) {
-            let path = route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
-            http.observe(&RequestLabels { method, path, status }, start.elapsed());
+        if let (Some(http), true) = (&loaded.app.http, tracked) {
+            let path =
+                route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
+            http.observe(
+                &RequestLabels {
+                    method,
+                    path,
+                    status,
+                },
+                start.elapsed(),
+            );
         }
-        tracing::debug!(method, path, status, elapsed_us = start.elapsed().as_micros() as u64, "request");
+        tracing::debug!(
+            method,
+            path,
+            status,
+            elapsed_us = start.elapsed().as_micros() as u64,
+            "request"
+        );
         response
     }
 
@@ -136,13 +189,14 @@ impl Server {
     /// entered, which no route family records.
     async fn call_guest(
         &self,
+        loaded: &Loaded,
         request: Request<Incoming>,
         index: usize,
         method: &'static str,
     ) -> Result<Response<Body>, Response<Body>> {
         let (parts, body) = request.into_parts();
         let too_large = || {
-            self.rejections.inc("body_too_large");
+            self.families.rejections.inc("body_too_large");
             text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body larger than {} bytes", self.limits.max_body),
@@ -160,9 +214,12 @@ impl Server {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
             Err(e) => {
-                self.rejections.inc("body_read_error");
+                self.families.rejections.inc("body_read_error");
                 tracing::debug!(error = %e, "reading a request body failed");
-                return Err(text(StatusCode::BAD_REQUEST, "Request body could not be read"));
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    "Request body could not be read",
+                ));
             }
         };
         let guest_request = types::Request {
@@ -173,39 +230,52 @@ impl Server {
             headers: parts
                 .headers
                 .iter()
-                .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+                })
                 .collect(),
             body: body.into(),
         };
 
         let (outcome, stats) = {
-            let _in_progress = self.app.in_progress[index].enter();
-            self.runtime.handle(&self.app.guest_metrics, guest_request).await
+            let _in_progress = loaded.app.in_progress[index].enter();
+            loaded
+                .guest
+                .handle(&loaded.app.guest_metrics, guest_request)
+                .await
         };
-        let route_runtime = &self.app.runtime[index];
+        let route_runtime = &loaded.app.runtime[index];
         if !stats.instantiate.is_zero() {
-            self.runtime_metrics
-                .observe(route_runtime, stats.instantiate, stats.call, stats.memory_high_water);
+            self.families.runtime.observe(
+                route_runtime,
+                stats.instantiate,
+                stats.call,
+                stats.memory_high_water,
+            );
         }
         let failure = match outcome.map_err(GuestFailure::Call).and_then(guest_response) {
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };
-        self.runtime_metrics.failure(route_runtime, failure.reason());
+        self.families
+            .runtime
+            .failure(route_runtime, failure.reason());
         let (status, body) = match &failure {
-            GuestFailure::Call(CallError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+            GuestFailure::Call(CallError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
+            }
             GuestFailure::Call(CallError::Capacity(_)) => {
-                self.rejections.inc("capacity");
+                self.families.rejections.inc("capacity");
                 (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         };
         if !matches!(failure, GuestFailure::Call(CallError::Capacity(_)))
-            && let Some(http) = &self.app.http
+            && let Some(http) = &loaded.app.http
         {
             http.exception(method, status.as_u16());
         }
-        let template = &self.app.router.routes()[index].template;
+        let template = &loaded.app.router.routes()[index].template;
         tracing::warn!(route = %template, status = status.as_u16(), "{failure}");
         Ok(text(status, body))
     }
@@ -223,10 +293,11 @@ impl Server {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);
-        let mut response = Response::new(Bytes::from(format.encode(&self.registry)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        let mut response = Response::new(Bytes::from(self.families.encode(format)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
         if request.method() == Method::HEAD {
             strip_body(&mut response);
         }
@@ -263,8 +334,10 @@ fn guest_response(response: types::Response) -> Result<Response<Body>, GuestFail
     let mut http = Response::new(Bytes::from(response.body));
     *http.status_mut() = status;
     for (name, value) in response.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("header name {name:?}")))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| invalid(format!("value of header {name}")))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("header name {name:?}")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("value of header {name}")))?;
         http.headers_mut().append(name, value);
     }
     http.headers_mut()
@@ -315,7 +388,7 @@ pub async fn serve(
                     async move { Ok::<_, Infallible>(handler.serve_request(request, role).await.map(Full::new)) }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                let rejections = server.rejections.clone();
+                let rejections = server.families.rejections.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         // hyper has already answered what it could (400, 431);
@@ -338,7 +411,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?drain, "requests still in flight after the drain deadline");
     }
 }

@@ -1,0 +1,549 @@
+//! The metrics a component declares and updates itself through the
+//! `metrics` import: their families, the updates, and the refusals.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label value that replaces a guest series' labels once its family holds
+/// as many series as the cardinality cap allows.
+pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
+
+/// Label values of a guest-declared family; the names are shared by every
+/// series of the family and take no part in hashing or equality.
+#[derive(Clone, Debug)]
+pub struct GuestLabels {
+    names: Arc<[String]>,
+    values: Box<[String]>,
+}
+
+impl PartialEq for GuestLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for GuestLabels {}
+
+impl Hash for GuestLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.values.hash(state);
+    }
+}
+
+impl EncodeLabelSet for GuestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.names.iter().zip(self.values.iter()) {
+            prometheus_client::encoding::EncodeLabel::encode(
+                &(name.as_str(), value.as_str()),
+                encoder.encode_label(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds guest histograms with the buckets the guest declared.
+#[derive(Clone, Debug)]
+pub struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// An info metric whose values a reloaded component may change (a new
+/// version, say), which prometheus-client's `Info` cannot.
+#[derive(Clone, Debug)]
+pub struct SharedInfo(Arc<RwLock<GuestLabels>>);
+
+impl SharedInfo {
+    fn set(&self, values: &[String]) {
+        let mut labels = self.0.write().unwrap_or_else(|e| e.into_inner());
+        labels.values = values.into();
+    }
+}
+
+impl EncodeMetric for SharedInfo {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_info(&*self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Info
+    }
+}
+
+type GuestCounter = Counter<f64, AtomicU64>;
+type GuestGauge = Gauge<f64, AtomicU64>;
+
+/// The kind of a guest-declared metric, as the manifest gives it.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram(Vec<f64>),
+    Info(Vec<String>),
+}
+
+impl Kind {
+    /// What must match for a reloaded declaration to reuse a family: the
+    /// type, the labels and the buckets (info values may change).
+    pub fn signature(&self, labels: &[String]) -> String {
+        match self {
+            Kind::Counter => format!("counter with labels {labels:?}"),
+            Kind::Gauge => format!("gauge with labels {labels:?}"),
+            Kind::Histogram(buckets) => {
+                format!("histogram with labels {labels:?} and buckets {buckets:?}")
+            }
+            Kind::Info(_) => format!("info metric with labels {labels:?}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum GuestFamily {
+    Counter(Family<GuestLabels, GuestCounter>),
+    Gauge(Family<GuestLabels, GuestGauge>),
+    Histogram(Family<GuestLabels, Histogram, Buckets>),
+    Info(SharedInfo),
+}
+
+/// A registered guest family, shared by every component that declares it
+/// alike, so its series and its cap outlive a reload.
+#[derive(Clone, Debug)]
+pub struct SharedFamily {
+    family: GuestFamily,
+    labels: Arc<[String]>,
+    /// Series created so far; its lock serialises their creation so the cap
+    /// holds exactly.
+    created: Arc<Mutex<usize>>,
+}
+
+impl SharedFamily {
+    /// Creates the family and registers it under `name`.
+    pub fn register(
+        registry: &mut Registry,
+        name: &str,
+        help: &str,
+        kind: &Kind,
+        labels: &[String],
+    ) -> Self {
+        let labels: Arc<[String]> = labels.into();
+        let family = match kind {
+            Kind::Counter => {
+                let family = Family::<GuestLabels, GuestCounter>::default();
+                registry.register(name, help, family.clone());
+                GuestFamily::Counter(family)
+            }
+            Kind::Gauge => {
+                let family = Family::<GuestLabels, GuestGauge>::default();
+                registry.register(name, help, family.clone());
+                GuestFamily::Gauge(family)
+            }
+            Kind::Histogram(buckets) => {
+                let family = Family::new_with_constructor(Buckets(buckets.as_slice().into()));
+                registry.register(name, help, family.clone());
+                GuestFamily::Histogram(family)
+            }
+            Kind::Info(values) => {
+                let info = SharedInfo(Arc::new(RwLock::new(GuestLabels {
+                    names: labels.clone(),
+                    values: values.as_slice().into(),
+                })));
+                registry.register(name, help, info.clone());
+                GuestFamily::Info(info)
+            }
+        };
+        let shared = SharedFamily {
+            family,
+            labels,
+            created: Arc::new(Mutex::new(0)),
+        };
+        shared.redeclared(kind);
+        shared
+    }
+
+    /// Brings a family in line with a new declaration of the same
+    /// signature: an unlabelled family gets its one series at once (so it
+    /// reads 0 before any update), an info metric takes the new values.
+    pub fn redeclared(&self, kind: &Kind) {
+        let unlabelled = GuestLabels {
+            names: self.labels.clone(),
+            values: Box::new([]),
+        };
+        match (&self.family, kind) {
+            (GuestFamily::Info(info), Kind::Info(values)) => info.set(values),
+            (GuestFamily::Counter(f), _) if self.labels.is_empty() => {
+                drop(f.get_or_create(&unlabelled))
+            }
+            (GuestFamily::Gauge(f), _) if self.labels.is_empty() => {
+                drop(f.get_or_create(&unlabelled))
+            }
+            (GuestFamily::Histogram(f), _) if self.labels.is_empty() => {
+                drop(f.get_or_create(&unlabelled))
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct MetricLabels {
+    metric: Arc<str>,
+}
+
+/// Host counters that account for the guest's refused and overflowing
+/// updates, registered once whatever component is served.
+#[derive(Clone, Debug)]
+pub struct Misuse {
+    update_errors: Family<ReasonLabels, Counter>,
+    overflows: Family<MetricLabels, Counter>,
+}
+
+impl Misuse {
+    pub fn register(registry: &mut Registry) -> Self {
+        let misuse = Misuse {
+            update_errors: Family::default(),
+            overflows: Family::default(),
+        };
+        registry.register(
+            "promwasm_metric_update_errors",
+            "Guest metric updates refused by the host, by reason",
+            misuse.update_errors.clone(),
+        );
+        registry.register(
+            "promwasm_metric_overflow_updates",
+            "Guest metric updates recorded in the overflow series because the family reached its series cap",
+            misuse.overflows.clone(),
+        );
+        misuse
+    }
+}
+
+/// Why a guest's metric update was refused. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("no metric has handle {0}")]
+    UnknownMetric(u32),
+    #[error("{0} is a {1}, not a {2}")]
+    WrongKind(Arc<str>, &'static str, &'static str),
+    #[error("{0} takes {1} label values, got {2}")]
+    LabelCount(Arc<str>, usize, usize),
+    #[error("{0} is a counter and cannot decrease")]
+    NegativeIncrement(Arc<str>),
+    #[error("{0} takes finite values only")]
+    NotFinite(Arc<str>),
+}
+
+impl UpdateError {
+    /// The `reason` label of the misuse counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpdateError::UnknownMetric(_) => "unknown_metric",
+            UpdateError::WrongKind(..) => "wrong_kind",
+            UpdateError::LabelCount(..) => "label_count",
+            UpdateError::NegativeIncrement(_) => "negative_increment",
+            UpdateError::NotFinite(_) => "not_finite",
+        }
+    }
+}
+
+/// What an update asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Update {
+    CounterAdd,
+    GaugeSet,
+    GaugeAdd,
+    HistogramObserve,
+}
+
+impl Update {
+    fn kind(self) -> &'static str {
+        match self {
+            Update::CounterAdd => "counter",
+            Update::GaugeSet | Update::GaugeAdd => "gauge",
+            Update::HistogramObserve => "histogram",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GuestMetric {
+    name: Arc<str>,
+    family: SharedFamily,
+}
+
+/// The metrics one component declared, indexed by handle (their position in
+/// its manifest).
+#[derive(Debug)]
+pub struct GuestMetrics {
+    metrics: Vec<GuestMetric>,
+    series_cap: usize,
+    misuse: Misuse,
+}
+
+impl GuestMetrics {
+    /// `metrics` are the declared families in manifest order, each with its
+    /// name.
+    pub fn new(metrics: Vec<(String, SharedFamily)>, series_cap: usize, misuse: Misuse) -> Self {
+        GuestMetrics {
+            metrics: metrics
+                .into_iter()
+                .map(|(name, family)| GuestMetric {
+                    name: name.into(),
+                    family,
+                })
+                .collect(),
+            series_cap,
+            misuse,
+        }
+    }
+
+    /// Applies one update from the guest, or refuses it (and counts the
+    /// refusal) without touching the registry.
+    pub fn update(
+        &self,
+        handle: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), UpdateError> {
+        let result = self.apply(handle, update, labels, value);
+        if let Err(e) = &result {
+            self.misuse
+                .update_errors
+                .get_or_create(&ReasonLabels { reason: e.reason() })
+                .inc();
+        }
+        result
+    }
+
+    fn apply(
+        &self,
+        handle: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), UpdateError> {
+        let metric = self
+            .metrics
+            .get(handle as usize)
+            .ok_or(UpdateError::UnknownMetric(handle))?;
+        let wrong_kind = |is: &'static str| {
+            Err(UpdateError::WrongKind(
+                metric.name.clone(),
+                is,
+                update.kind(),
+            ))
+        };
+        if labels.len() != metric.family.labels.len() {
+            return Err(UpdateError::LabelCount(
+                metric.name.clone(),
+                metric.family.labels.len(),
+                labels.len(),
+            ));
+        }
+        if !value.is_finite() {
+            return Err(UpdateError::NotFinite(metric.name.clone()));
+        }
+        match (&metric.family.family, update) {
+            (GuestFamily::Counter(family), Update::CounterAdd) => {
+                if value < 0.0 {
+                    return Err(UpdateError::NegativeIncrement(metric.name.clone()));
+                }
+                self.with_series(metric, family, labels, |c| {
+                    c.inc_by(value);
+                })
+            }
+            (GuestFamily::Gauge(family), Update::GaugeSet) => {
+                self.with_series(metric, family, labels, |g| {
+                    g.set(value);
+                })
+            }
+            (GuestFamily::Gauge(family), Update::GaugeAdd) => {
+                self.with_series(metric, family, labels, |g| {
+                    g.inc_by(value);
+                })
+            }
+            (GuestFamily::Histogram(family), Update::HistogramObserve) => {
+                self.with_series(metric, family, labels, |h| h.observe(value))
+            }
+            (GuestFamily::Counter(_), _) => wrong_kind("counter"),
+            (GuestFamily::Gauge(_), _) => wrong_kind("gauge"),
+            (GuestFamily::Histogram(_), _) => wrong_kind("histogram"),
+            (GuestFamily::Info(_), _) => wrong_kind("info metric"),
+        }
+    }
+
+    /// Runs `f` on the series for `values`: an existing series, a new one
+    /// while the family is under the cap, and the family's overflow series
+    /// past it.
+    fn with_series<M, C>(
+        &self,
+        metric: &GuestMetric,
+        family: &Family<GuestLabels, M, C>,
+        values: Vec<String>,
+        f: impl FnOnce(&M),
+    ) -> Result<(), UpdateError>
+    where
+        M: Clone,
+        C: MetricConstructor<M>,
+    {
+        let labels = GuestLabels {
+            names: metric.family.labels.clone(),
+            values: values.into(),
+        };
+        if let Some(series) = family.get(&labels) {
+            f(&series);
+            return Ok(());
+        }
+        let mut created = metric
+            .family
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = family.get(&labels) {
+            f(&series);
+            return Ok(());
+        }
+        if *created < self.series_cap {
+            *created += 1;
+            f(&family.get_or_create(&labels));
+            return Ok(());
+        }
+        drop(created);
+        self.misuse
+            .overflows
+            .get_or_create(&MetricLabels {
+                metric: metric.name.clone(),
+            })
+            .inc();
+        let overflow = GuestLabels {
+            values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.family.labels.len()].into(),
+            names: metric.family.labels.clone(),
+        };
+        f(&family.get_or_create(&overflow));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Format;
+
+    fn guest_metrics(cap: usize) -> (Registry, GuestMetrics) {
+        let mut registry = Registry::default();
+        let misuse = Misuse::register(&mut registry);
+        let declared = [
+            ("auths", Kind::Counter, vec!["user".to_string()]),
+            ("level", Kind::Gauge, vec![]),
+            (
+                "info",
+                Kind::Info(vec!["1".into()]),
+                vec!["version".to_string()],
+            ),
+        ]
+        .into_iter()
+        .map(|(name, kind, labels)| {
+            let family = SharedFamily::register(&mut registry, name, "Help", &kind, &labels);
+            (name.to_string(), family)
+        })
+        .collect();
+        (registry, GuestMetrics::new(declared, cap, misuse))
+    }
+
+    #[test]
+    fn refuses_misuse_and_counts_it() {
+        let (registry, m) = guest_metrics(10);
+        let user = || vec!["john".to_string()];
+        assert_eq!(
+            m.update(9, Update::CounterAdd, user(), 1.0),
+            Err(UpdateError::UnknownMetric(9))
+        );
+        assert_eq!(
+            m.update(0, Update::CounterAdd, vec![], 1.0),
+            Err(UpdateError::LabelCount("auths".into(), 1, 0))
+        );
+        assert_eq!(
+            m.update(0, Update::CounterAdd, user(), -1.0),
+            Err(UpdateError::NegativeIncrement("auths".into()))
+        );
+        assert_eq!(
+            m.update(1, Update::GaugeSet, vec![], f64::NAN),
+            Err(UpdateError::NotFinite("level".into()))
+        );
+        assert_eq!(
+            m.update(1, Update::CounterAdd, vec![], 1.0),
+            Err(UpdateError::WrongKind("level".into(), "gauge", "counter"))
+        );
+        assert_eq!(
+            m.update(2, Update::GaugeAdd, vec!["1".into()], 1.0),
+            Err(UpdateError::WrongKind(
+                "info".into(),
+                "info metric",
+                "gauge"
+            ))
+        );
+        m.update(0, Update::CounterAdd, user(), 2.5).unwrap();
+        m.update(1, Update::GaugeSet, vec![], 7.0).unwrap();
+        m.update(1, Update::GaugeAdd, vec![], -2.0).unwrap();
+        let text = Format::Text.encode(&registry);
+        assert!(text.contains("auths_total{user=\"john\"} 2.5\n"), "{text}");
+        assert!(text.contains("level 5.0\n"), "{text}");
+        assert!(text.contains("info_info{version=\"1\"} 1\n"), "{text}");
+        for (reason, n) in [
+            ("unknown_metric", 1),
+            ("label_count", 1),
+            ("negative_increment", 1),
+            ("not_finite", 1),
+            ("wrong_kind", 2),
+        ] {
+            let line = format!("promwasm_metric_update_errors_total{{reason=\"{reason}\"}} {n}\n");
+            assert!(text.contains(&line), "missing {line} in {text}");
+        }
+    }
+
+    #[test]
+    fn caps_series_and_keeps_sums_exact() {
+        let (registry, m) = guest_metrics(3);
+        for i in 0..10 {
+            m.update(0, Update::CounterAdd, vec![format!("u{i}")], 1.0)
+                .unwrap();
+        }
+        let text = Format::Text.encode(&registry);
+        let mut series: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("auths_total{"))
+            .collect();
+        series.sort_unstable();
+        assert_eq!(
+            series,
+            [
+                "auths_total{user=\"__overflow__\"} 7.0",
+                "auths_total{user=\"u0\"} 1.0",
+                "auths_total{user=\"u1\"} 1.0",
+                "auths_total{user=\"u2\"} 1.0",
+            ]
+        );
+        assert!(
+            text.contains("promwasm_metric_overflow_updates_total{metric=\"auths\"} 7\n"),
+            "{text}"
+        );
+    }
+}
