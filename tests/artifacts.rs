@@ -25,7 +25,9 @@ fn artifacts_validate() {
     );
     let last = stdout.lines().last().unwrap_or("");
     assert!(
-        last.starts_with("artifacts: ") && last.contains(" passed, 0 failed") && !last.contains("skipped"),
+        last.starts_with("artifacts: ")
+            && last.contains(" passed, 0 failed")
+            && !last.contains("skipped"),
         "unexpected summary {last:?}:\n{stdout}"
     );
 }

@@ -20,7 +20,12 @@ fn example_built_with_cargo_component_serves_the_same_routes() {
         .current_dir(root.join("guest"))
         .args(["component", "build", "--release", "--target-dir"])
         .arg(&target_dir);
-    for leaked in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+    for leaked in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+    ] {
         build.env_remove(leaked);
     }
     let output = build.output().expect("running cargo component build");
@@ -34,7 +39,10 @@ fn example_built_with_cargo_component_serves_the_same_routes() {
     let square = app.get_as("/square?num=3", "john");
     assert_eq!((square.status, square.body.as_str()), (200, "9.0"));
     let scrape = app.scrape();
-    assert_eq!(scrape.get("flask_app_total_auths_total", &[("user", "john")]), Some(1.0));
+    assert_eq!(
+        scrape.get("flask_app_total_auths_total", &[("user", "john")]),
+        Some(1.0)
+    );
     assert_eq!(
         scrape.get(
             "flask_http_request_duration_seconds_count",

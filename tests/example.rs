@@ -15,7 +15,10 @@ fn seed_curl_commands_answer_as_the_seed() {
     let app = Promwasm::start(&[]);
     let root = app.get_as("/", "john");
     assert_eq!((root.status, root.body.as_str()), (200, HELLO));
-    assert_eq!(root.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        root.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     let square = app.get_as("/square?num=20", "john");
     assert_eq!((square.status, square.body.as_str()), (200, "400.0"));
     let even = app.get_as("/even?num=20", "john");
@@ -38,20 +41,56 @@ fn behaviour_table() {
         ("/square", 400, "Missing request parameter 'num'!"),
         ("/square?num=", 400, "Missing request parameter 'num'!"),
         ("/even", 400, "Missing request parameter 'num'!"),
-        ("/even?other=1&num=", 400, "Missing request parameter 'num'!"),
-        ("/square?num=abc", 400, "Request parameter 'num' is not a number: 'abc'"),
-        ("/square?num=0x10", 400, "Request parameter 'num' is not a number: '0x10'"),
-        ("/even?num=abc", 400, "Request parameter 'num' is not a number: 'abc'"),
-        ("/square?num=inf", 400, "Request parameter 'num' must be finite, got 'inf'"),
-        ("/even?num=nan", 400, "Request parameter 'num' must be finite, got 'nan'"),
-        ("/square?num=1e200", 400, "The square of 1e200 is too large to represent"),
+        (
+            "/even?other=1&num=",
+            400,
+            "Missing request parameter 'num'!",
+        ),
+        (
+            "/square?num=abc",
+            400,
+            "Request parameter 'num' is not a number: 'abc'",
+        ),
+        (
+            "/square?num=0x10",
+            400,
+            "Request parameter 'num' is not a number: '0x10'",
+        ),
+        (
+            "/even?num=abc",
+            400,
+            "Request parameter 'num' is not a number: 'abc'",
+        ),
+        (
+            "/square?num=inf",
+            400,
+            "Request parameter 'num' must be finite, got 'inf'",
+        ),
+        (
+            "/even?num=nan",
+            400,
+            "Request parameter 'num' must be finite, got 'nan'",
+        ),
+        (
+            "/square?num=1e200",
+            400,
+            "The square of 1e200 is too large to represent",
+        ),
         ("/nope", 404, "Not Found"),
         ("/square/", 404, "Not Found"),
     ];
     for (path, status, body) in cases {
         let reply = app.get(path);
-        assert_eq!((reply.status, reply.body.as_str()), (*status, *body), "GET {path}");
-        assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"), "GET {path}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (*status, *body),
+            "GET {path}"
+        );
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "GET {path}"
+        );
     }
 
     let wrong_method = request("POST", &app.url("/square?num=2"), &[], b"x");
@@ -64,9 +103,15 @@ fn behaviour_table() {
 
     let head = request("HEAD", &app.url("/"), &[], b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
-    assert_eq!(head.header("content-length"), Some(HELLO.len().to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(HELLO.len().to_string().as_str())
+    );
     let head_square = request("HEAD", &app.url("/square?num=20"), &[], b"");
-    assert_eq!((head_square.status, head_square.header("content-length")), (200, Some("5")));
+    assert_eq!(
+        (head_square.status, head_square.header("content-length")),
+        (200, Some("5"))
+    );
 }
 
 #[test]
@@ -75,14 +120,29 @@ fn unknown_paths_wrong_methods_and_options_never_enter_the_guest() {
     // The guest counts every request it is handed in total_auths.
     let auths = |s: &Scrape| s.value("flask_app_total_auths_total", &[("user", "ghost")]);
     let before = app.scrape();
-    assert_eq!(request("GET", &app.url("/nope"), &[("user", "ghost")], b"").status, 404);
-    assert_eq!(request("DELETE", &app.url("/"), &[("user", "ghost")], b"").status, 405);
-    assert_eq!(request("OPTIONS", &app.url("/even"), &[("user", "ghost")], b"").status, 200);
-    assert_eq!(request("GET", &app.metrics_url, &[("user", "ghost")], b"").status, 200);
+    assert_eq!(
+        request("GET", &app.url("/nope"), &[("user", "ghost")], b"").status,
+        404
+    );
+    assert_eq!(
+        request("DELETE", &app.url("/"), &[("user", "ghost")], b"").status,
+        405
+    );
+    assert_eq!(
+        request("OPTIONS", &app.url("/even"), &[("user", "ghost")], b"").status,
+        200
+    );
+    assert_eq!(
+        request("GET", &app.metrics_url, &[("user", "ghost")], b"").status,
+        200
+    );
     let after = app.scrape();
     assert_eq!(auths(&before), 0.0);
     assert_eq!(auths(&after), 0.0);
-    assert_eq!(request("GET", &app.url("/healthz"), &[("user", "ghost")], b"").status, 200);
+    assert_eq!(
+        request("GET", &app.url("/healthz"), &[("user", "ghost")], b"").status,
+        200
+    );
     assert_eq!(auths(&app.scrape()), 1.0);
 }
 
@@ -99,13 +159,28 @@ fn metric_contract_counts_exactly() {
         assert_eq!(app.get_as("/healthz", "alice").status, 200);
         assert_eq!(app.get("/even?num=4").status, 200);
         assert_eq!(app.get_as("/missing", "john").status, 404);
-        assert_eq!(request("POST", &app.url("/even"), &[("user", "john")], b"").status, 405);
-        assert_eq!(request("HEAD", &app.url("/"), &[("user", "john")], b"").status, 200);
-        assert_eq!(request("OPTIONS", &app.url("/"), &[("user", "john")], b"").status, 200);
-        assert_eq!(app.scrape().value("flask_request_in_progress", &[("path", "/")]), 0.0);
+        assert_eq!(
+            request("POST", &app.url("/even"), &[("user", "john")], b"").status,
+            405
+        );
+        assert_eq!(
+            request("HEAD", &app.url("/"), &[("user", "john")], b"").status,
+            200
+        );
+        assert_eq!(
+            request("OPTIONS", &app.url("/"), &[("user", "john")], b"").status,
+            200
+        );
+        assert_eq!(
+            app.scrape()
+                .value("flask_request_in_progress", &[("path", "/")]),
+            0.0
+        );
     }
     let after = app.scrape();
-    let delta = |name: &str, labels: &[(&str, &str)]| after.value(name, labels) - before.value(name, labels);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
     let n = N as f64;
 
     let count = "flask_http_request_duration_seconds_count";
@@ -121,12 +196,25 @@ fn metric_contract_counts_exactly() {
     ] {
         let labels = [("method", method), ("path", path), ("status", status)];
         assert_eq!(delta(count, &labels), n, "{count} {labels:?}");
-        let inf = [("method", method), ("path", path), ("status", status), ("le", "+Inf")];
-        assert_eq!(delta("flask_http_request_duration_seconds_bucket", &inf), n, "+Inf bucket {labels:?}");
+        let inf = [
+            ("method", method),
+            ("path", path),
+            ("status", status),
+            ("le", "+Inf"),
+        ];
+        assert_eq!(
+            delta("flask_http_request_duration_seconds_bucket", &inf),
+            n,
+            "+Inf bucket {labels:?}"
+        );
     }
     // Every request but /healthz and the scrapes: 8 kinds of N.
     let all: f64 = after.series(count).iter().map(|k| after.0[*k]).sum::<f64>()
-        - before.series(count).iter().map(|k| before.0[*k]).sum::<f64>();
+        - before
+            .series(count)
+            .iter()
+            .map(|k| before.0[*k])
+            .sum::<f64>();
     assert_eq!(all, 8.0 * n);
 
     let total = "flask_http_request_total";
@@ -138,7 +226,11 @@ fn metric_contract_counts_exactly() {
         ("HEAD", "200", 1.0),
         ("OPTIONS", "200", 1.0),
     ] {
-        assert_eq!(delta(total, &[("method", method), ("status", status)]), times * n, "{total} {method} {status}");
+        assert_eq!(
+            delta(total, &[("method", method), ("status", status)]),
+            times * n,
+            "{total} {method} {status}"
+        );
     }
 
     // /healthz is not tracked by the default families...
@@ -149,19 +241,45 @@ fn metric_contract_counts_exactly() {
         );
     }
     // ...but is counted by the guest and by the host-recorded gauge.
-    assert_eq!(delta("flask_app_total_auths_total", &[("user", "alice")]), n);
+    assert_eq!(
+        delta("flask_app_total_auths_total", &[("user", "alice")]),
+        n
+    );
     // john: /, /square twice, HEAD / (404, 405 and OPTIONS never reach the guest).
-    assert_eq!(delta("flask_app_total_auths_total", &[("user", "john")]), 4.0 * n);
-    assert_eq!(delta("flask_app_total_auths_total", &[("user", "anonymous")]), n);
+    assert_eq!(
+        delta("flask_app_total_auths_total", &[("user", "john")]),
+        4.0 * n
+    );
+    assert_eq!(
+        delta("flask_app_total_auths_total", &[("user", "anonymous")]),
+        n
+    );
     for path in ["/", "/healthz", "/square", "/even"] {
-        assert_eq!(after.get("flask_request_in_progress", &[("path", path)]), Some(0.0), "in progress {path}");
+        assert_eq!(
+            after.get("flask_request_in_progress", &[("path", path)]),
+            Some(0.0),
+            "in progress {path}"
+        );
     }
     assert_eq!(after.series("flask_request_in_progress").len(), 4);
 
-    assert_eq!(after.get("flask_exporter_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
-    assert_eq!(after.get("flask_app_info", &[("version", "0.1.0")]), Some(1.0));
+    assert_eq!(
+        after.get(
+            "flask_exporter_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        after.get("flask_app_info", &[("version", "0.1.0")]),
+        Some(1.0)
+    );
     // Labelled families appear with their first sample; no request failed.
-    assert!(after.series("flask_http_request_exceptions_total").is_empty());
+    assert!(
+        after
+            .series("flask_http_request_exceptions_total")
+            .is_empty()
+    );
 
     let rss = after.value("process_resident_memory_bytes", &[]);
     assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
@@ -170,9 +288,15 @@ fn metric_contract_counts_exactly() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!(started <= now + 1.0 && started > now - 600.0, "start time {started}, now {now}");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "start time {started}, now {now}"
+    );
     let open = after.value("process_open_fds", &[]);
-    assert!(open >= 3.0 && open <= after.value("process_max_fds", &[]), "open fds {open}");
+    assert!(
+        open >= 3.0 && open <= after.value("process_max_fds", &[]),
+        "open fds {open}"
+    );
     assert!(after.get("process_cpu_seconds_total", &[]).is_some());
     assert!(after.value("process_virtual_memory_bytes", &[]) >= rss);
 }
@@ -188,14 +312,21 @@ fn unknown_paths_share_one_series() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        assert_eq!(app.get(&format!("/x{state:x}/{}", state % 1000)).status, 404);
+        assert_eq!(
+            app.get(&format!("/x{state:x}/{}", state % 1000)).status,
+            404
+        );
     }
     let after = app.scrape();
     assert!(series(&after) <= before + 1);
     assert_eq!(
         after.value(
             "flask_http_request_duration_seconds_count",
-            &[("method", "GET"), ("path", "<unmatched>"), ("status", "404")]
+            &[
+                ("method", "GET"),
+                ("path", "<unmatched>"),
+                ("status", "404")
+            ]
         ),
         100.0
     );
@@ -204,7 +335,10 @@ fn unknown_paths_share_one_series() {
 #[test]
 fn even_numbers_histogram_counts_per_bucket() {
     let app = Promwasm::start(&[]);
-    let numbers = ["0", "0.5", "1", "5", "10", "10.5", "99", "100", "1000", "5000", "99999", "123456", "-4", "2.5"];
+    let numbers = [
+        "0", "0.5", "1", "5", "10", "10.5", "99", "100", "1000", "5000", "99999", "123456", "-4",
+        "2.5",
+    ];
     for num in numbers {
         assert_eq!(app.get(&format!("/even?num={num}")).status, 200);
     }
@@ -219,10 +353,26 @@ fn even_numbers_histogram_counts_per_bucket() {
         ("100000", 12.0),
         ("+Inf", 13.0),
     ] {
-        assert_eq!(s.get("flask_app_even_numbers_bucket", &[("le", le)]), Some(count), "le={le}");
+        assert_eq!(
+            s.get("flask_app_even_numbers_bucket", &[("le", le)]),
+            Some(count),
+            "le={le}"
+        );
     }
     assert_eq!(s.get("flask_app_even_numbers_count", &[]), Some(13.0));
-    let sum = 0.0 + 0.5 + 1.0 + 5.0 + 10.0 + 10.5 + 99.0 + 100.0 + 1000.0 + 5000.0 + 99999.0 + 123456.0 + 2.5;
+    let sum = 0.0
+        + 0.5
+        + 1.0
+        + 5.0
+        + 10.0
+        + 10.5
+        + 99.0
+        + 100.0
+        + 1000.0
+        + 5000.0
+        + 99999.0
+        + 123456.0
+        + 2.5;
     assert_eq!(s.get("flask_app_even_numbers_sum", &[]), Some(sum));
 }
 
@@ -231,11 +381,21 @@ fn even_numbers_histogram_is_zero_before_any_request() {
     let app = Promwasm::start(&[]);
     let s = app.scrape();
     assert_eq!(s.get("flask_app_even_numbers_count", &[]), Some(0.0));
-    assert_eq!(s.get("flask_app_even_numbers_bucket", &[("le", "+Inf")]), Some(0.0));
+    assert_eq!(
+        s.get("flask_app_even_numbers_bucket", &[("le", "+Inf")]),
+        Some(0.0)
+    );
 }
 
 fn traffic(app: &Promwasm) {
-    for path in ["/", "/square?num=2", "/square", "/even?num=5", "/healthz", "/nope"] {
+    for path in [
+        "/",
+        "/square?num=2",
+        "/square",
+        "/even?num=5",
+        "/healthz",
+        "/nope",
+    ] {
         app.get_as(path, "john \"the\" \\ tester");
     }
 }
@@ -245,7 +405,10 @@ fn text_format_passes_promtool() {
     let app = Promwasm::start(&[]);
     traffic(&app);
     let reply = request("GET", &app.metrics_url, &[], b"");
-    assert_eq!(reply.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     assert!(!reply.body.contains("# EOF"));
     let mut check = Command::new(support::promtool())
         .args(["check", "metrics"])
@@ -255,14 +418,29 @@ fn text_format_passes_promtool() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    check.stdin.take().unwrap().write_all(reply.body.as_bytes()).unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(reply.body.as_bytes())
+        .unwrap();
     let out = check.wait_with_output().unwrap();
-    let complaints = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "promtool check metrics failed: {complaints}");
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed: {complaints}"
+    );
     assert_eq!(complaints, "", "promtool complained");
     // The escaped label value round-trips.
     assert_eq!(
-        Scrape::parse(&reply.body).value("flask_app_total_auths_total", &[("user", "john \"the\" \\ tester")]),
+        Scrape::parse(&reply.body).value(
+            "flask_app_total_auths_total",
+            &[("user", "john \"the\" \\ tester")]
+        ),
         5.0
     );
 }
@@ -274,10 +452,16 @@ fn openmetrics_format_parses_strictly() {
     let reply = request(
         "GET",
         &app.metrics_url,
-        &[("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")],
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
         b"",
     );
-    assert_eq!(reply.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
     assert!(reply.body.ends_with("# EOF\n"));
     // prometheus_client's OpenMetrics parser refuses anything off-spec.
     let script = "import sys\n\
@@ -292,9 +476,18 @@ fn openmetrics_format_parses_strictly() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    parse.stdin.take().unwrap().write_all(reply.body.as_bytes()).unwrap();
+    parse
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(reply.body.as_bytes())
+        .unwrap();
     let out = parse.wait_with_output().unwrap();
-    assert!(out.status.success(), "OpenMetrics parse failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "OpenMetrics parse failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let families = String::from_utf8(out.stdout).unwrap();
     for family in [
         "flask_http_request_duration_seconds:histogram",
@@ -307,7 +500,10 @@ fn openmetrics_format_parses_strictly() {
         "process_cpu_seconds:counter",
         "process_resident_memory_bytes:gauge",
     ] {
-        assert!(families.split_whitespace().any(|f| f == family), "{family} missing from {families}");
+        assert!(
+            families.split_whitespace().any(|f| f == family),
+            "{family} missing from {families}"
+        );
     }
 }
 
@@ -321,7 +517,10 @@ fn separate_metrics_listener() {
     assert_eq!(metrics.status, 200);
     let s = Scrape::parse(&metrics.body);
     assert_eq!(
-        s.value("flask_http_request_duration_seconds_count", &[("method", "GET"), ("path", "/"), ("status", "200")]),
+        s.value(
+            "flask_http_request_duration_seconds_count",
+            &[("method", "GET"), ("path", "/"), ("status", "200")]
+        ),
         1.0
     );
     let other = request("GET", &app.metrics_url.replace("/metrics", "/"), &[], b"");
@@ -332,15 +531,22 @@ fn separate_metrics_listener() {
 fn start_failures_name_the_cause() {
     let (code, err) = start_failure(&["--component", "/nonexistent/app.wasm"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("cannot read component /nonexistent/app.wasm: No such file or directory"), "{err}");
+    assert!(
+        err.contains("cannot read component /nonexistent/app.wasm: No such file or directory"),
+        "{err}"
+    );
 
-    let garbage = std::env::temp_dir().join(format!("promwasm-garbage-{}.wasm", std::process::id()));
+    let garbage =
+        std::env::temp_dir().join(format!("promwasm-garbage-{}.wasm", std::process::id()));
     std::fs::write(&garbage, b"\0asm but not really").unwrap();
     let (code, err) = start_failure(&["--component", garbage.to_str().unwrap()]);
     std::fs::remove_file(&garbage).unwrap();
     assert_eq!(code, Some(1));
     assert!(
-        err.contains(&format!("{} is not a valid WebAssembly component", garbage.display())),
+        err.contains(&format!(
+            "{} is not a valid WebAssembly component",
+            garbage.display()
+        )),
         "{err}"
     );
 
@@ -348,11 +554,17 @@ fn start_failures_name_the_cause() {
     let addr = taken.local_addr().unwrap().to_string();
     let (code, err) = start_failure(&["--listen", &addr]);
     assert_eq!(code, Some(1));
-    assert!(err.contains(&format!("cannot listen on {addr}: Address already in use")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}: Address already in use")),
+        "{err}"
+    );
 
     let (code, err) = start_failure(&["--request-timeout", "soon"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("invalid value 'soon' for '--request-timeout"), "{err}");
+    assert!(
+        err.contains("invalid value 'soon' for '--request-timeout"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -362,13 +574,32 @@ fn another_component_gets_the_default_families_under_bare_names() {
     assert_eq!((reply.status, reply.body.as_str()), (200, "item 42"));
     assert_eq!(app.get("/items/43").status, 200);
     let s = app.scrape();
-    let labels = [("method", "GET"), ("path", "/items/{id}"), ("status", "200")];
-    assert_eq!(s.get("http_request_duration_seconds_count", &labels), Some(2.0));
-    assert_eq!(s.get("http_request_total", &[("method", "GET"), ("status", "200")]), Some(2.0));
-    assert_eq!(s.get("exporter_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    let labels = [
+        ("method", "GET"),
+        ("path", "/items/{id}"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        s.get("http_request_duration_seconds_count", &labels),
+        Some(2.0)
+    );
+    assert_eq!(
+        s.get(
+            "http_request_total",
+            &[("method", "GET"), ("status", "200")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        s.get("exporter_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        Some(1.0)
+    );
     assert!(s.series("flask_http_request_total").is_empty());
     // The in-progress gauge scoped to one route has that route's series only.
-    assert_eq!(s.series("fixture_sleeping"), ["fixture_sleeping{path=\"/sleep\"}"]);
+    assert_eq!(
+        s.series("fixture_sleeping"),
+        ["fixture_sleeping{path=\"/sleep\"}"]
+    );
 }
 
 #[test]

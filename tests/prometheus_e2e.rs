@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use support::{Promwasm, request, repo_root};
+use support::{Promwasm, repo_root, request};
 
 const APP_LABEL: &str = "sbd-prometheus-flask-app";
 /// How long Prometheus gets to start, scrape, or evaluate what we wait for.
@@ -42,7 +42,10 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let path = std::env::temp_dir().join(format!(
             "promwasm-e2e-{tag}-{}-{nanos}-{}",
             std::process::id(),
@@ -61,7 +64,10 @@ impl Drop for TempDir {
 
 /// `IP:PORT` of a promwasm's main listener (which serves /metrics too).
 fn target_of(app: &Promwasm) -> String {
-    app.base.strip_prefix("http://").expect("http base").to_string()
+    app.base
+        .strip_prefix("http://")
+        .expect("http base")
+        .to_string()
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> String {
@@ -82,9 +88,20 @@ fn prometheus_config(targets: &[String]) -> String {
     let text = replace_once(&text, "scrape_interval: 15s", "scrape_interval: 1s");
     let text = replace_once(&text, "evaluation_interval: 15s", "evaluation_interval: 1s");
     let rules = root.join("prometheus/rules.yml");
-    let text = replace_once(&text, "- prometheus/rules.yml", &format!("- '{}'", rules.display()));
-    let target_lines: Vec<&str> = text.lines().filter(|l| l.trim() == "- localhost:5000").collect();
-    assert_eq!(target_lines.len(), 1, "prometheus.yml: expected one `- localhost:5000` target line");
+    let text = replace_once(
+        &text,
+        "- prometheus/rules.yml",
+        &format!("- '{}'", rules.display()),
+    );
+    let target_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim() == "- localhost:5000")
+        .collect();
+    assert_eq!(
+        target_lines.len(),
+        1,
+        "prometheus.yml: expected one `- localhost:5000` target line"
+    );
     let line = target_lines[0];
     let indent = &line[..line.len() - line.trim_start().len()];
     let replacement: Vec<String> = targets.iter().map(|t| format!("{indent}- {t}")).collect();
@@ -94,7 +111,11 @@ fn prometheus_config(targets: &[String]) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn api_agent() -> ureq::Agent {
@@ -110,19 +131,25 @@ fn api_agent() -> ureq::Agent {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 fn parse_value(v: &Value) -> f64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("sample value {v} is not a string"));
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("sample value {v} is not a string"));
     match s {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        s => s.parse().unwrap_or_else(|_| panic!("bad sample value {s:?}")),
+        s => s
+            .parse()
+            .unwrap_or_else(|_| panic!("bad sample value {s:?}")),
     }
 }
 
@@ -165,7 +192,10 @@ impl Prometheus {
             let log_file = File::create(&log).unwrap();
             let mut child = Command::new(&binary)
                 .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.0.join(format!("data-{attempt}")).display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.0.join(format!("data-{attempt}")).display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().unwrap())
@@ -192,7 +222,14 @@ impl Prometheus {
                 std::thread::sleep(POLL);
             };
             match ready {
-                Ok(()) => return Prometheus { child, base, log, _dir: dir },
+                Ok(()) => {
+                    return Prometheus {
+                        child,
+                        base,
+                        log,
+                        _dir: dir,
+                    };
+                }
                 Err(why) => failures.push(format!(
                     "attempt {attempt} on port {port}: {why}; log:\n{}",
                     fs::read_to_string(&log).unwrap_or_default()
@@ -208,16 +245,23 @@ impl Prometheus {
 
     /// GETs an API path; `Err` on a transport error or a non-success answer.
     fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
-        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
         let url = format!("{}{path}?{}", self.base, query.join("&"));
-        let response = api_agent().get(&url).call().map_err(|e| format!("GET {url}: {e}"))?;
+        let response = api_agent()
+            .get(&url)
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?;
         let body = response
             .into_body()
             .with_config()
             .limit(64 << 20)
             .read_to_string()
             .map_err(|e| format!("GET {url}: {e}"))?;
-        let json: Value = serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))?;
+        let json: Value =
+            serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))?;
         if json["status"] != "success" {
             return Err(format!("{}: {}", json["errorType"], json["error"]));
         }
@@ -253,7 +297,10 @@ impl Prometheus {
     /// The single value of `expr`, 0 when its result is empty.
     fn scalar(&self, expr: &str) -> f64 {
         let result = self.query(expr);
-        assert!(result.len() <= 1, "{expr}: expected at most one series, got {result:?}");
+        assert!(
+            result.len() <= 1,
+            "{expr}: expected at most one series, got {result:?}"
+        );
         result.first().map_or(0.0, |s| s.value)
     }
 
@@ -263,14 +310,22 @@ impl Prometheus {
     }
 
     /// Polls `check` until it returns `Ok`; fails at `deadline`.
-    fn wait_until<T>(&self, deadline: Instant, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    fn wait_until<T>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut check: impl FnMut() -> Result<T, String>,
+    ) -> T {
         loop {
             let last = match check() {
                 Ok(t) => return t,
                 Err(e) => e,
             };
             if Instant::now() > deadline {
-                let targets = self.api("/api/v1/targets", &[]).map(|t| t.to_string()).unwrap_or_else(|e| e);
+                let targets = self
+                    .api("/api/v1/targets", &[])
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|e| e);
                 panic!(
                     "timed out waiting for {what}; last: {last}\ntargets: {targets}\nprometheus log:\n{}",
                     self.log_text()
@@ -285,7 +340,11 @@ impl Prometheus {
         self.wait_for(&format!("{expr} == {want}"), || {
             let result = self.try_query(expr)?;
             let got = result.first().map_or(0.0, |s| s.value);
-            if result.len() <= 1 && got == want { Ok(()) } else { Err(format!("{result:?}")) }
+            if result.len() <= 1 && got == want {
+                Ok(())
+            } else {
+                Err(format!("{result:?}"))
+            }
         })
     }
 }
@@ -328,7 +387,10 @@ fn run_python(code: &str, args: &[&str], timeout: Duration, scratch: &Path) -> S
     };
     let stdout = fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(status.success(), "python failed ({status}):\n{stdout}\n{stderr}");
+    assert!(
+        status.success(),
+        "python failed ({status}):\n{stdout}\n{stderr}"
+    );
     stdout
 }
 
@@ -345,7 +407,11 @@ json.dump({"errors": col.errors, "exprs": col.exprs}, sys.stdout)
 "#;
     let out = run_python(CODE, &[], Duration::from_secs(60), scratch);
     let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(json["errors"], serde_json::json!([]), "dashboard/rules checks failed");
+    assert_eq!(
+        json["errors"],
+        serde_json::json!([]),
+        "dashboard/rules checks failed"
+    );
     serde_json::from_value(json["exprs"].clone()).unwrap()
 }
 
@@ -373,7 +439,10 @@ fn traffic_round() -> Vec<(String, &'static str, Option<&'static str>, u16)> {
         ("GET", "/square/", Some("john"), 404),
         ("POST", "/even", Some("john"), 405),
     ];
-    let mut round: Vec<_> = fixed.iter().map(|&(m, p, u, s)| (p.to_string(), m, u, s)).collect();
+    let mut round: Vec<_> = fixed
+        .iter()
+        .map(|&(m, p, u, s)| (p.to_string(), m, u, s))
+        .collect();
     for num in ["2", "3", "10", "-4"] {
         round.push((format!("/square?num={num}"), "GET", Some("jane"), 200));
     }
@@ -446,9 +515,18 @@ const EMPTY_ON_HEALTHY_TRAFFIC: [(&str, &str); 6] = [
         "5xx only (rule path:flask_http_request_errors:rate5m)",
         r#"sum by (path) (rate(flask_http_request_duration_seconds_count{status=~"5.."}[5m]))"#,
     ),
-    ("alert PromwasmHighErrorRatio (5xx ratio > 5%)", "path:flask_http_request_errors:ratio_rate5m > 0.05"),
-    ("alert PromwasmHighLatencyP99 (p99 > 1s)", "path:flask_http_request_duration_seconds:p99_5m > 1"),
-    ("alert PromwasmTargetDown (up == 0)", r#"up{job="promwasm"} == 0"#),
+    (
+        "alert PromwasmHighErrorRatio (5xx ratio > 5%)",
+        "path:flask_http_request_errors:ratio_rate5m > 0.05",
+    ),
+    (
+        "alert PromwasmHighLatencyP99 (p99 > 1s)",
+        "path:flask_http_request_duration_seconds:p99_5m > 1",
+    ),
+    (
+        "alert PromwasmTargetDown (up == 0)",
+        r#"up{job="promwasm"} == 0"#,
+    ),
 ];
 
 #[test]
@@ -458,7 +536,10 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
     let exprs = artifact_exprs(&scratch.0);
     let all: BTreeSet<&str> = exprs.iter().map(|(_, e)| e.as_str()).collect();
     for (why, expr) in EMPTY_ON_HEALTHY_TRAFFIC {
-        assert!(all.contains(expr), "listed as empty ({why}) but no dashboard or rule has it any more: {expr}");
+        assert!(
+            all.contains(expr),
+            "listed as empty ({why}) but no dashboard or rule has it any more: {expr}"
+        );
     }
 
     let app = Promwasm::start(&[]);
@@ -470,7 +551,10 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
     // between two samples and rate()/increase() have something to show.
     for round in 1..=ROUNDS as u32 {
         send_round(&app);
-        prom.wait_value("sum(flask_http_request_total)", TRACKED_PER_ROUND * f64::from(round));
+        prom.wait_value(
+            "sum(flask_http_request_total)",
+            TRACKED_PER_ROUND * f64::from(round),
+        );
     }
     let total = TRACKED_PER_ROUND * ROUNDS;
 
@@ -483,16 +567,28 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
             ("promwasm", target.as_str(), APP_LABEL),
             "{s:?}"
         );
-        let key = (s.label("method").to_string(), s.label("path").to_string(), s.label("status").to_string());
+        let key = (
+            s.label("method").to_string(),
+            s.label("path").to_string(),
+            s.label("status").to_string(),
+        );
         assert!(got.insert(key, s.value).is_none(), "duplicate series {s:?}");
     }
-    assert_eq!(got, expected_duration_counts(), "flask_http_request_duration_seconds_count per series");
+    assert_eq!(
+        got,
+        expected_duration_counts(),
+        "flask_http_request_duration_seconds_count per series"
+    );
 
     let buckets = prom.query("flask_app_even_numbers_bucket");
     let mut got: Vec<(f64, f64)> = buckets
         .iter()
         .map(|s| {
-            assert_eq!((s.label("job"), s.label("app")), ("promwasm", APP_LABEL), "{s:?}");
+            assert_eq!(
+                (s.label("job"), s.label("app")),
+                ("promwasm", APP_LABEL),
+                "{s:?}"
+            );
             let le = match s.label("le") {
                 "+Inf" => f64::INFINITY,
                 le => le.parse().unwrap_or_else(|_| panic!("bad le in {s:?}")),
@@ -501,7 +597,11 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
         })
         .collect();
     got.sort_by(|a, b| a.0.total_cmp(&b.0));
-    assert_eq!(got, expected_even_buckets(), "flask_app_even_numbers_bucket per le");
+    assert_eq!(
+        got,
+        expected_even_buckets(),
+        "flask_app_even_numbers_bucket per le"
+    );
     assert_eq!(prom.scalar("flask_app_even_numbers_count"), 8.0 * ROUNDS);
     assert_eq!(
         prom.scalar("flask_app_even_numbers_sum"),
@@ -509,22 +609,36 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
     );
 
     assert_eq!(
-        prom.scalar(r#"sum(flask_http_request_duration_seconds_count{app="sbd-prometheus-flask-app"})"#),
+        prom.scalar(
+            r#"sum(flask_http_request_duration_seconds_count{app="sbd-prometheus-flask-app"})"#
+        ),
         total
     );
 
     // The other families the traffic implies.
     let by = |expr: &str, label: &str| -> BTreeMap<String, f64> {
-        prom.query(expr).iter().map(|s| (s.label(label).to_string(), s.value)).collect()
+        prom.query(expr)
+            .iter()
+            .map(|s| (s.label(label).to_string(), s.value))
+            .collect()
     };
     let want = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v * ROUNDS)).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v * ROUNDS))
+            .collect()
     };
     assert_eq!(
-        by(r#"sum by (status) (flask_http_request_total{method="GET"})"#, "status"),
+        by(
+            r#"sum by (status) (flask_http_request_total{method="GET"})"#,
+            "status"
+        ),
         want(&[("200", 16.0), ("400", 3.0), ("404", 2.0)])
     );
-    assert_eq!(by(r#"flask_http_request_total{method="POST"}"#, "status"), want(&[("405", 1.0)]));
+    assert_eq!(
+        by(r#"flask_http_request_total{method="POST"}"#, "status"),
+        want(&[("405", 1.0)])
+    );
     // The guest counts every request it is handed (/healthz too, not 404/405).
     assert_eq!(
         by("flask_app_total_auths_total", "user"),
@@ -532,18 +646,29 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
     );
     assert_eq!(
         by("flask_request_in_progress", "path"),
-        [("/", 0.0), ("/even", 0.0), ("/healthz", 0.0), ("/square", 0.0)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect::<BTreeMap<_, _>>()
+        [
+            ("/", 0.0),
+            ("/even", 0.0),
+            ("/healthz", 0.0),
+            ("/square", 0.0)
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect::<BTreeMap<_, _>>()
     );
     assert_eq!(prom.query("flask_http_request_exceptions_total").len(), 0);
     let up = prom.query(r#"up{job="promwasm"}"#);
     assert_eq!(up.len(), 1, "{up:?}");
-    assert_eq!((up[0].label("instance"), up[0].label("app"), up[0].value), (target.as_str(), APP_LABEL, 1.0));
+    assert_eq!(
+        (up[0].label("instance"), up[0].label("app"), up[0].value),
+        (target.as_str(), APP_LABEL, 1.0)
+    );
 
     // Every recording and alerting rule evaluates; no alert fires.
-    let rule_count = exprs.iter().filter(|(src, _)| src.starts_with("prometheus/rules.yml")).count();
+    let rule_count = exprs
+        .iter()
+        .filter(|(src, _)| src.starts_with("prometheus/rules.yml"))
+        .count();
     assert!(rule_count > 0);
     prom.wait_for("every rule evaluated with health ok", || {
         let data = prom.api("/api/v1/rules", &[])?;
@@ -552,7 +677,10 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
             for rule in group["rules"].as_array().unwrap() {
                 n += 1;
                 if rule["health"] != "ok" {
-                    return Err(format!("rule {} health {} {}", rule["name"], rule["health"], rule["lastError"]));
+                    return Err(format!(
+                        "rule {} health {} {}",
+                        rule["name"], rule["health"], rule["lastError"]
+                    ));
                 }
                 if rule["type"] == "alerting" && rule["state"] != "inactive" {
                     return Err(format!("alert {} is {}", rule["name"], rule["state"]));
@@ -562,7 +690,9 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
         if n == rule_count {
             Ok(())
         } else {
-            Err(format!("{n} rules loaded, expected the {rule_count} of prometheus/rules.yml"))
+            Err(format!(
+                "{n} rules loaded, expected the {rule_count} of prometheus/rules.yml"
+            ))
         }
     });
 
@@ -590,7 +720,10 @@ fn prometheus_scrapes_promwasm_and_every_artifact_query_works() {
             }
         });
         if allowed_empty {
-            assert!(result.is_empty(), "{source}: expected empty on error-free traffic: {expr} -> {result:?}");
+            assert!(
+                result.is_empty(),
+                "{source}: expected empty on error-free traffic: {expr} -> {result:?}"
+            );
         }
     }
     // The alert conditions' operands do have data: p99 well under 1s, up 1.
@@ -622,15 +755,29 @@ json.dump({"error": err, "text": text}, sys.stdout)
         &scratch.0,
     );
     let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(json["error"], Value::Null, "notebooks/promwasm.ipynb failed");
+    assert_eq!(
+        json["error"],
+        Value::Null,
+        "notebooks/promwasm.ipynb failed"
+    );
     let text = json["text"].as_str().unwrap();
     assert!(
         text.contains(&format!("total tracked requests: {total}\n")),
         "notebook output lacks the total {total}:\n{text}"
     );
-    assert!(!text.contains("no data"), "notebook printed 'no data':\n{text}");
-    for fig in ["request_rate_by_route", "latency_quantiles_by_route", "even_numbers_distribution"] {
-        assert!(figs.join(format!("{fig}.png")).is_file(), "notebook did not save {fig}.png");
+    assert!(
+        !text.contains("no data"),
+        "notebook printed 'no data':\n{text}"
+    );
+    for fig in [
+        "request_rate_by_route",
+        "latency_quantiles_by_route",
+        "even_numbers_distribution",
+    ] {
+        assert!(
+            figs.join(format!("{fig}.png")).is_file(),
+            "notebook did not save {fig}.png"
+        );
     }
 }
 
@@ -662,11 +809,19 @@ fn three_replicas_add_up_in_prometheus() {
     let want: BTreeMap<String, f64> = targets.iter().cloned().zip(sent.map(f64::from)).collect();
     assert_eq!(per_instance, want);
     assert_eq!(
-        prom.scalar(r#"sum(flask_http_request_duration_seconds_count{app="sbd-prometheus-flask-app"})"#),
+        prom.scalar(
+            r#"sum(flask_http_request_duration_seconds_count{app="sbd-prometheus-flask-app"})"#
+        ),
         f64::from(total)
     );
-    assert_eq!(prom.scalar(r#"sum(flask_app_total_auths_total{user="john"})"#), f64::from(total));
-    assert_eq!(prom.scalar(r#"sum(up{app="sbd-prometheus-flask-app"})"#), 3.0);
+    assert_eq!(
+        prom.scalar(r#"sum(flask_app_total_auths_total{user="john"})"#),
+        f64::from(total)
+    );
+    assert_eq!(
+        prom.scalar(r#"sum(up{app="sbd-prometheus-flask-app"})"#),
+        3.0
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -684,8 +839,14 @@ fn promtool_accepts_the_repository_prometheus_yml() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "promtool check config prometheus.yml failed:\n{text}");
+    assert!(
+        output.status.success(),
+        "promtool check config prometheus.yml failed:\n{text}"
+    );
     assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
-    assert!(text.contains("SUCCESS: prometheus.yml is valid prometheus config file syntax"), "{text}");
+    assert!(
+        text.contains("SUCCESS: prometheus.yml is valid prometheus config file syntax"),
+        "{text}"
+    );
     assert!(text.contains("Checking prometheus/rules.yml"), "{text}");
 }

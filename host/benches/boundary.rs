@@ -20,17 +20,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::registry::Registry;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use ::promwasm::app::{App, MetricOptions};
-use ::promwasm::metrics::{
-    Format, GuestMetrics, ProcessCollector, Rejections, RequestLabels, RuntimeMetrics, Update, UpdateError,
-};
-use ::promwasm::runtime::{Limits, Runtime, types};
 use ::promwasm::EXAMPLE_COMPONENT;
+use ::promwasm::app::{App, MetricOptions};
+use ::promwasm::families::Families;
+use ::promwasm::guest_metrics::{GuestMetrics, Update, UpdateError};
+use ::promwasm::metrics::{Format, RequestLabels};
+use ::promwasm::runtime::{Guest, Limits, Runtime, types};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -64,9 +65,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    println!("boundary: {iters} iterations after {warmup} warm-up, single thread, example component /square?num=20");
-    println!("{:<58} {:>9} {:>9} {:>9} {:>10}", "what (per request)", "mean µs", "median µs", "p99 µs", "faults/req");
-    let runtime = Runtime::new(EXAMPLE_COMPONENT, Path::new("<example>"), LIMITS).expect("runtime");
+    println!(
+        "boundary: {iters} iterations after {warmup} warm-up, single thread, example component /square?num=20"
+    );
+    println!(
+        "{:<58} {:>9} {:>9} {:>9} {:>10}",
+        "what (per request)", "mean µs", "median µs", "p99 µs", "faults/req"
+    );
+    let runtime = Runtime::new(LIMITS)
+        .expect("runtime")
+        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
+        .expect("load");
     let manifest = rt.block_on(runtime.describe()).expect("describe");
     rt.block_on(async {
         runtime_handle(&runtime, &manifest, iters, warmup).await;
@@ -83,32 +92,41 @@ fn square_request() -> types::Request {
         path: "/square".into(),
         query: "num=20".into(),
         route: ROUTE_SQUARE,
-        headers: vec![("host".into(), "127.0.0.1:5000".into()), ("user".into(), "john".into())],
+        headers: vec![
+            ("host".into(), "127.0.0.1:5000".into()),
+            ("user".into(), "john".into()),
+        ],
         body: vec![],
     }
 }
 
 /// The example's families registered as `main.rs` registers them.
-fn example_app(registry: &mut Registry, manifest: &types::Manifest, series_cap: usize) -> (App, RuntimeMetrics) {
-    let runtime_metrics = RuntimeMetrics::register(registry);
-    let app = App::new(
+fn example_app(families: &Families, manifest: &types::Manifest, series_cap: usize) -> App {
+    App::new(
         manifest,
-        registry,
-        &runtime_metrics,
+        families,
         MetricOptions {
             default_metrics: true,
             series_cap,
         },
     )
-    .expect("the example's manifest is valid");
-    (app, runtime_metrics)
+    .expect("the example's manifest is valid")
 }
 
 /// 1. What the host does for every guest request.
-async fn runtime_handle(runtime: &Runtime, manifest: &types::Manifest, iters: usize, warmup: usize) {
-    let mut registry = Registry::default();
-    let (app, _) = example_app(&mut registry, manifest, 2000);
-    let response = runtime.handle(&app.guest_metrics, square_request()).await.0.expect("handle");
+async fn runtime_handle(
+    runtime: &Guest,
+    manifest: &types::Manifest,
+    iters: usize,
+    warmup: usize,
+) {
+    let families = Families::new();
+    let app = example_app(&families, manifest, 2000);
+    let response = runtime
+        .handle(&app.guest_metrics, square_request())
+        .await
+        .0
+        .expect("handle");
     assert_eq!((response.status, &response.body[..]), (200, &b"400.0"[..]));
 
     let mut times = Vec::with_capacity(iters);
@@ -126,7 +144,11 @@ async fn runtime_handle(runtime: &Runtime, manifest: &types::Manifest, iters: us
             times.push(elapsed);
         }
     }
-    report("Runtime::handle: fresh instance + call (the host's path)", &mut times, faults.per(iters));
+    report(
+        "Runtime::handle: fresh instance + call (the host's path)",
+        &mut times,
+        faults.per(iters),
+    );
 }
 
 /// The memory limit and high-water mark, as `runtime.rs` keeps them.
@@ -136,7 +158,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             return Ok(false);
         }
@@ -144,7 +171,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -169,28 +201,58 @@ impl WasiView for HostState {
 impl btypes::Host for HostState {}
 
 impl HostState {
-    fn update(&self, metric: u32, update: Update, labels: Vec<String>, value: f64) -> Result<(), btypes::MetricError> {
-        self.metrics.update(metric, update, labels, value).map_err(|e| match e {
-            UpdateError::UnknownMetric(h) => btypes::MetricError::UnknownMetric(h),
-            UpdateError::WrongKind(..) => btypes::MetricError::WrongKind(e.to_string()),
-            UpdateError::LabelCount(..) => btypes::MetricError::LabelCount(e.to_string()),
-            UpdateError::NegativeIncrement(_) => btypes::MetricError::NegativeIncrement(e.to_string()),
-            UpdateError::NotFinite(_) => btypes::MetricError::NotFinite(e.to_string()),
-        })
+    fn update(
+        &self,
+        metric: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), btypes::MetricError> {
+        self.metrics
+            .update(metric, update, labels, value)
+            .map_err(|e| match e {
+                UpdateError::UnknownMetric(h) => btypes::MetricError::UnknownMetric(h),
+                UpdateError::WrongKind(..) => btypes::MetricError::WrongKind(e.to_string()),
+                UpdateError::LabelCount(..) => btypes::MetricError::LabelCount(e.to_string()),
+                UpdateError::NegativeIncrement(_) => {
+                    btypes::MetricError::NegativeIncrement(e.to_string())
+                }
+                UpdateError::NotFinite(_) => btypes::MetricError::NotFinite(e.to_string()),
+            })
     }
 }
 
 impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), btypes::MetricError> {
+    fn counter_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), btypes::MetricError> {
         self.update(metric, Update::CounterAdd, labels, value)
     }
-    fn gauge_set(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), btypes::MetricError> {
+    fn gauge_set(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), btypes::MetricError> {
         self.update(metric, Update::GaugeSet, labels, value)
     }
-    fn gauge_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), btypes::MetricError> {
+    fn gauge_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), btypes::MetricError> {
         self.update(metric, Update::GaugeAdd, labels, value)
     }
-    fn histogram_observe(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), btypes::MetricError> {
+    fn histogram_observe(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), btypes::MetricError> {
         self.update(metric, Update::HistogramObserve, labels, value)
     }
 }
@@ -221,7 +283,10 @@ fn bench_request() -> btypes::Request {
         path: "/square".into(),
         query: "num=20".into(),
         route: ROUTE_SQUARE,
-        headers: vec![("host".into(), "127.0.0.1:5000".into()), ("user".into(), "john".into())],
+        headers: vec![
+            ("host".into(), "127.0.0.1:5000".into()),
+            ("user".into(), "john".into()),
+        ],
         body: vec![],
     }
 }
@@ -232,11 +297,13 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let component = Component::new(&engine, EXAMPLE_COMPONENT).expect("component");
     let mut linker = Linker::<HostState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
-    RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).expect("metrics import");
-    let pre = RouteHandlerPre::new(linker.instantiate_pre(&component).expect("instantiate_pre")).expect("pre");
+    RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        .expect("metrics import");
+    let pre = RouteHandlerPre::new(linker.instantiate_pre(&component).expect("instantiate_pre"))
+        .expect("pre");
 
-    let mut registry = Registry::default();
-    let (app, _) = example_app(&mut registry, manifest, 2000);
+    let families = Families::new();
+    let app = example_app(&families, manifest, 2000);
     let metrics = app.guest_metrics.clone();
 
     let new_store = || {
@@ -268,7 +335,10 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
         let t0 = Instant::now();
         let mut store = new_store();
         let t1 = Instant::now();
-        let handler = pre.instantiate_async(&mut store).await.expect("instantiate");
+        let handler = pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiate");
         let t2 = Instant::now();
         let response = handler
             .promwasm_app_handler()
@@ -289,17 +359,29 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     // Warm: one instance serving request after request (not what the host
     // does: no isolation between requests).
     let mut store = new_store();
-    let handler = pre.instantiate_async(&mut store).await.expect("instantiate");
+    let handler = pre
+        .instantiate_async(&mut store)
+        .await
+        .expect("instantiate");
     let faults_warm = {
         for _ in 0..warmup {
-            black_box(handler.promwasm_app_handler().call_handle(&mut store, &bench_request()).await.expect("call"))
-                .expect("response");
+            black_box(
+                handler
+                    .promwasm_app_handler()
+                    .call_handle(&mut store, &bench_request())
+                    .await
+                    .expect("call"),
+            )
+            .expect("response");
         }
         let faults = Faults::start();
         for _ in 0..iters {
             let request = bench_request();
             let t = Instant::now();
-            let response = handler.promwasm_app_handler().call_handle(&mut store, &request).await;
+            let response = handler
+                .promwasm_app_handler()
+                .call_handle(&mut store, &request)
+                .await;
             t_warm.push(t.elapsed());
             black_box(response.expect("call").expect("response"));
         }
@@ -307,15 +389,41 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     };
     drop(store);
 
-    for v in [&mut t_store, &mut t_inst, &mut t_call, &mut t_drop, &mut t_total] {
+    for v in [
+        &mut t_store,
+        &mut t_inst,
+        &mut t_call,
+        &mut t_drop,
+        &mut t_total,
+    ] {
         v.drain(..warmup);
     }
-    report("  phases: Store::new (WasiCtx, table, limits)", &mut t_store, None);
-    report("  phases: instantiate_async (pooling allocator)", &mut t_inst, None);
-    report("  phases: first call_handle on the fresh instance", &mut t_call, None);
-    report("  phases: drop the Store (slot reset, memory kept resident)", &mut t_drop, None);
+    report(
+        "  phases: Store::new (WasiCtx, table, limits)",
+        &mut t_store,
+        None,
+    );
+    report(
+        "  phases: instantiate_async (pooling allocator)",
+        &mut t_inst,
+        None,
+    );
+    report(
+        "  phases: first call_handle on the fresh instance",
+        &mut t_call,
+        None,
+    );
+    report(
+        "  phases: drop the Store (slot reset, memory kept resident)",
+        &mut t_drop,
+        None,
+    );
     report("  phases: total fresh instance + call", &mut t_total, None);
-    report("warm: call_handle on a reused instance", &mut t_warm, faults_warm);
+    report(
+        "warm: call_handle on a reused instance",
+        &mut t_warm,
+        faults_warm,
+    );
 
     // The host-side marshalling before the call: hyper request -> record.
     let http_request = hyper::Request::builder()
@@ -337,7 +445,9 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
             headers: parts
                 .headers
                 .iter()
-                .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+                })
                 .collect(),
             body: bytes::Bytes::new().into(),
         };
@@ -347,13 +457,18 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
             t_marshal.push(elapsed);
         }
     }
-    report("host: hyper request -> types::Request (2 headers)", &mut t_marshal, None);
+    report(
+        "host: hyper request -> types::Request (2 headers)",
+        &mut t_marshal,
+        None,
+    );
 }
 
 /// 3a. The metric work the host does around one request.
 fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
-    let mut registry = Registry::default();
-    let (app, runtime_metrics) = example_app(&mut registry, manifest, 2000);
+    let families = Families::new();
+    let app = example_app(&families, manifest, 2000);
+    let runtime_metrics = &families.runtime;
     let http = app.http.as_ref().expect("default metrics on");
     let labels = RequestLabels {
         method: "GET",
@@ -376,9 +491,17 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         let t2 = Instant::now();
         drop(black_box(app.in_progress[ROUTE_SQUARE as usize].enter()));
         let t3 = Instant::now();
-        black_box(app.router.dispatch(&hyper::Method::GET, black_box("/square")));
+        black_box(
+            app.router
+                .dispatch(&hyper::Method::GET, black_box("/square")),
+        );
         let t4 = Instant::now();
-        runtime_metrics.observe(square, Duration::from_micros(5), Duration::from_micros(5), 128 << 10);
+        runtime_metrics.observe(
+            square,
+            Duration::from_micros(5),
+            Duration::from_micros(5),
+            128 << 10,
+        );
         let t5 = Instant::now();
         if i >= warmup {
             t_runtime.push(t5 - t4);
@@ -388,36 +511,53 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
             t_route.push(t4 - t3);
         }
     }
-    report("metrics: auth counter update (GuestMetrics::update)", &mut t_auth, None);
-    report("metrics: default HTTP families (HttpMetrics::observe)", &mut t_http, None);
-    report("metrics: in-progress gauge enter + leave", &mut t_gauge, None);
-    report("metrics: promwasm_guest_* (RuntimeMetrics::observe)", &mut t_runtime, None);
+    report(
+        "metrics: auth counter update (GuestMetrics::update)",
+        &mut t_auth,
+        None,
+    );
+    report(
+        "metrics: default HTTP families (HttpMetrics::observe)",
+        &mut t_http,
+        None,
+    );
+    report(
+        "metrics: in-progress gauge enter + leave",
+        &mut t_gauge,
+        None,
+    );
+    report(
+        "metrics: promwasm_guest_* (RuntimeMetrics::observe)",
+        &mut t_runtime,
+        None,
+    );
     report("router: dispatch GET /square", &mut t_route, None);
 }
 
 /// 3b. `/metrics` with 10 000 `flask_app_total_auths` series present.
 fn encode_10k(manifest: &types::Manifest) {
-    let mut registry = Registry::default();
-    let (app, _) = example_app(&mut registry, manifest, 20_000);
-    Rejections::register(&mut registry);
-    registry.register_collector(Box::new(ProcessCollector));
+    let families = Families::new();
+    let app = example_app(&families, manifest, 20_000);
     for i in 0..10_000 {
         app.guest_metrics
             .update(0, Update::CounterAdd, vec![format!("user{i}")], 1.0)
             .expect("update");
     }
     for format in [Format::Text, Format::OpenMetrics] {
-        let body = format.encode(&registry);
+        let body = families.encode(format);
         let series = body.lines().filter(|l| !l.starts_with('#')).count();
         let mut times: Vec<Duration> = (0..25)
             .map(|_| {
                 let t = Instant::now();
-                black_box(format.encode(&registry));
+                black_box(families.encode(format));
                 t.elapsed()
             })
             .collect();
         report(
-            &format!("encode /metrics {format:?}: {series} samples, {} KiB", body.len() / 1024),
+            &format!(
+                "encode /metrics {format:?}: {series} samples, {} KiB",
+                body.len() / 1024
+            ),
             &mut times,
             None,
         );

@@ -35,13 +35,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use promwasm::app::{App, MetricOptions};
-use promwasm::metrics::{
-    self, Format, ProcessCollector, Rejections, RequestLabels, RuntimeMetrics, UNMATCHED_PATH, Update,
-};
+use promwasm::families::Families;
+use promwasm::guest_metrics::Update;
+use promwasm::metrics::{self, Format, RequestLabels, UNMATCHED_PATH};
 use promwasm::routes::Dispatch;
 use promwasm::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind, Route};
 
@@ -85,7 +84,12 @@ fn manifest() -> Manifest {
     };
     Manifest {
         default_prefix: Some("flask".into()),
-        routes: vec![get("/", true), get("/healthz", false), get("/square", true), get("/even", true)],
+        routes: vec![
+            get("/", true),
+            get("/healthz", false),
+            get("/square", true),
+            get("/even", true),
+        ],
         metrics: vec![
             Metric {
                 name: "flask_app_total_auths".into(),
@@ -117,9 +121,7 @@ fn manifest() -> Manifest {
 
 struct Native {
     app: App,
-    registry: Registry,
-    rejections: Rejections,
-    runtime_metrics: RuntimeMetrics,
+    families: Families,
     max_body: usize,
 }
 
@@ -148,16 +150,24 @@ impl Native {
         let method = metrics::method_label(request.method());
         let is_head = request.method() == Method::HEAD;
         let routes = self.app.router.routes();
-        let (mut response, route) = match self.app.router.dispatch(request.method(), request.uri().path()) {
+        let (mut response, route) = match self
+            .app
+            .router
+            .dispatch(request.method(), request.uri().path())
+        {
             Dispatch::NotFound => (text(StatusCode::NOT_FOUND, "Not Found"), None),
             Dispatch::MethodNotAllowed(index) => {
                 let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-                response.headers_mut().insert(header::ALLOW, routes[index].allow.clone());
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, routes[index].allow.clone());
                 (response, Some(index))
             }
             Dispatch::Options(index) => {
                 let mut response = text(StatusCode::OK, "");
-                response.headers_mut().insert(header::ALLOW, routes[index].allow.clone());
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, routes[index].allow.clone());
                 (response, Some(index))
             }
             Dispatch::Guest(index) => match self.handle(request, index).await {
@@ -171,18 +181,30 @@ impl Native {
         let status = response.status().as_u16();
         let tracked = route.is_none_or(|index| routes[index].track);
         if let (Some(http), true) = (&self.app.http, tracked) {
-            let path = route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
-            http.observe(&RequestLabels { method, path, status }, start.elapsed());
+            let path =
+                route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
+            http.observe(
+                &RequestLabels {
+                    method,
+                    path,
+                    status,
+                },
+                start.elapsed(),
+            );
         }
         response
     }
 
     /// Reads the body under the same limit as the host, then runs the
     /// example app's handler in place of the guest.
-    async fn handle(&self, request: Request<Incoming>, index: usize) -> Result<Response<Bytes>, Response<Bytes>> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        index: usize,
+    ) -> Result<Response<Bytes>, Response<Bytes>> {
         let (parts, body) = request.into_parts();
         let too_large = || {
-            self.rejections.inc("body_too_large");
+            self.families.rejections.inc("body_too_large");
             text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body larger than {} bytes", self.max_body),
@@ -200,8 +222,11 @@ impl Native {
             Ok(_) => {}
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
             Err(_) => {
-                self.rejections.inc("body_read_error");
-                return Err(text(StatusCode::BAD_REQUEST, "Request body could not be read"));
+                self.families.rejections.inc("body_read_error");
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    "Request body could not be read",
+                ));
             }
         }
 
@@ -211,8 +236,12 @@ impl Native {
         // promwasm records each guest call in its `promwasm_guest_*`
         // histograms; the same observations here keep the metric work per
         // request equal (no instance: 0 s to instantiate, 0 bytes of memory).
-        self.runtime_metrics
-            .observe(&self.app.runtime[index], Duration::ZERO, call_start.elapsed(), 0);
+        self.families.runtime.observe(
+            &self.app.runtime[index],
+            Duration::ZERO,
+            call_start.elapsed(),
+            0,
+        );
         Ok(response)
     }
 
@@ -227,14 +256,18 @@ impl Native {
             .iter()
             .find_map(|v| v.to_str().ok())
             .unwrap_or("anonymous");
-        if metrics.update(TOTAL_AUTHS, Update::CounterAdd, vec![user.to_string()], 1.0).is_err() {
+        if metrics
+            .update(TOTAL_AUTHS, Update::CounterAdd, vec![user.to_string()], 1.0)
+            .is_err()
+        {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
         let query = parts.uri.query().unwrap_or("");
         let (status, body) = match index {
             ROUTE_INDEX => (
                 StatusCode::OK,
-                "Hello! This is an example app for demonstrating prometheus metrics collection".to_string(),
+                "Hello! This is an example app for demonstrating prometheus metrics collection"
+                    .to_string(),
             ),
             ROUTE_HEALTHZ => (StatusCode::OK, "Success".to_string()),
             ROUTE_SQUARE => match num_param(query) {
@@ -253,7 +286,11 @@ impl Native {
             },
             ROUTE_EVEN => match num_param(query) {
                 Ok(num) => {
-                    if num >= 0.0 && metrics.update(EVEN_NUMBERS, Update::HistogramObserve, vec![], num).is_err() {
+                    if num >= 0.0
+                        && metrics
+                            .update(EVEN_NUMBERS, Update::HistogramObserve, vec![], num)
+                            .is_err()
+                    {
                         return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
                     }
                     (StatusCode::OK, (num % 2.0 == 0.0).to_string())
@@ -273,12 +310,16 @@ impl Native {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);
-        let mut response = Response::new(Bytes::from(format.encode(&self.registry)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        let mut response = Response::new(Bytes::from(self.families.encode(format)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
         if request.method() == Method::HEAD {
             strip_body(&mut response);
         }
@@ -303,7 +344,9 @@ fn num_param(query: &str) -> Result<f64, String> {
     if num.is_finite() {
         Ok(num)
     } else {
-        Err(format!("Request parameter 'num' must be finite, got '{raw}'"))
+        Err(format!(
+            "Request parameter 'num' must be finite, got '{raw}'"
+        ))
     }
 }
 
@@ -317,20 +360,15 @@ fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let mut registry = Registry::default();
     let options = MetricOptions {
         default_metrics: !cli.no_default_metrics,
         series_cap: cli.series_cap,
     };
-    let runtime_metrics = RuntimeMetrics::register(&mut registry);
-    let app = App::new(&manifest(), &mut registry, &runtime_metrics, options)?;
-    let rejections = Rejections::register(&mut registry);
-    registry.register_collector(Box::new(ProcessCollector));
+    let families = Families::new();
+    let app = App::new(&manifest(), &families, options)?;
     let native = Arc::new(Native {
         app,
-        registry,
-        rejections,
-        runtime_metrics,
+        families,
         max_body: cli.max_body,
     });
 
