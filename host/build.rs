@@ -10,7 +10,8 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
-    let host = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let host =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = host.parent().expect("host/ sits in the workspace root");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // Guests get a target directory of their own: sharing the outer one
@@ -26,28 +27,49 @@ fn main() {
         "tests/fixtures/src",
         "tests/fixtures/Cargo.toml",
         "tests/fixtures/Cargo.lock",
+        "tests/fixtures/clash",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
     let example = build_guest(&root.join("guest"), &target_dir, "promwasm_example");
     let embedded = out.join("promwasm_example.wasm");
-    std::fs::copy(&example, &embedded)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", example.display(), embedded.display()));
-    println!("cargo:rustc-env=PROMWASM_EXAMPLE_WASM={}", example.display());
+    std::fs::copy(&example, &embedded).unwrap_or_else(|e| {
+        panic!(
+            "copying {} to {}: {e}",
+            example.display(),
+            embedded.display()
+        )
+    });
+    println!(
+        "cargo:rustc-env=PROMWASM_EXAMPLE_WASM={}",
+        example.display()
+    );
 
-    let fixture = build_guest(&root.join("tests").join("fixtures"), &target_dir, "promwasm_fixture");
-    println!("cargo:rustc-env=PROMWASM_FIXTURE_WASM={}", fixture.display());
+    let fixture = build_guest(
+        &root.join("tests").join("fixtures"),
+        &target_dir,
+        "promwasm_fixture",
+    );
+    println!(
+        "cargo:rustc-env=PROMWASM_FIXTURE_WASM={}",
+        fixture.display()
+    );
+    let clash = fixture.with_file_name("promwasm_fixture_clash.wasm");
+    println!(
+        "cargo:rustc-env=PROMWASM_FIXTURE_CLASH_WASM={}",
+        clash.display()
+    );
 }
 
-/// Builds the cdylib `artifact` of the guest workspace at `dir` in release
-/// mode for wasm32-wasip2 and returns the component's path.
+/// Builds every cdylib of the guest workspace at `dir` in release mode for
+/// wasm32-wasip2 and returns the path of the component named `artifact`.
 fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(dir)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .args(["build", "--workspace", "--release", "--target", TARGET, "--target-dir"])
         .arg(target_dir);
     // The outer build's flags are for the host; the guest's own come from
     // its .cargo/config.toml.
@@ -73,5 +95,8 @@ fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
             dir.display()
         );
     }
-    target_dir.join(TARGET).join("release").join(format!("{artifact}.wasm"))
+    target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{artifact}.wasm"))
 }
