@@ -15,7 +15,10 @@ pub const EXAMPLE_WASM: &str = env!("PROMWASM_EXAMPLE_WASM");
 pub const FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_WASM");
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A running `promwasm`, killed when dropped.
@@ -50,12 +53,14 @@ impl Promwasm {
             }
         });
         let mut next_line = || {
-            lines_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-                let _ = child.kill();
-                let mut err = String::new();
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("promwasm printed no listening line; stderr:\n{err}")
-            })
+            lines_rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    let mut err = String::new();
+                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                    panic!("promwasm printed no listening line; stderr:\n{err}")
+                })
         };
         let listening = next_line();
         let base = listening
@@ -121,7 +126,10 @@ impl Promwasm {
                 }
                 return (status.code(), err);
             }
-            assert!(std::time::Instant::now() < deadline, "promwasm did not exit within {timeout:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "promwasm did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -142,7 +150,10 @@ pub fn start_failure(args: &[&str]) -> (Option<i32>, String) {
         .stdin(Stdio::null())
         .output()
         .expect("spawning promwasm");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// An HTTP answer.
@@ -192,7 +203,11 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         .limit(256 << 20)
         .read_to_string()
         .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The samples of one scrape, keyed by `name{label="value",...}` with the
@@ -204,15 +219,23 @@ impl Scrape {
     /// Reads Prometheus text format 0.0.4 sample lines.
     pub fn parse(text: &str) -> Scrape {
         let mut samples = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let (key, rest) = parse_series(line);
             let value = rest.split_whitespace().next().expect("a sample value");
             let value = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
-            assert!(samples.insert(key.clone(), value).is_none(), "duplicate series {key}");
+            assert!(
+                samples.insert(key.clone(), value).is_none(),
+                "duplicate series {key}"
+            );
         }
         Scrape(samples)
     }
@@ -246,7 +269,14 @@ pub fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
     labels.sort();
     let inner: Vec<String> = labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
         .collect();
     format!("{name}{{{}}}", inner.join(","))
 }
@@ -291,7 +321,10 @@ fn parse_series(line: &str) -> (String, &str) {
         labels.push((key, value));
         i = j;
     }
-    let pairs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     (series_key(name, &pairs), &line[i..])
 }
 
