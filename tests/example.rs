@@ -611,3 +611,73 @@ fn sigterm_stops_gracefully() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("stopped"), "{err}");
 }
+
+#[test]
+fn metrics_port_is_the_seeds_shorthand_for_a_metrics_listener() {
+    let app = Promwasm::start_with_env(&[], &[("METRICS_PORT", "0")]);
+    let port = app
+        .metrics_url
+        .strip_prefix("http://0.0.0.0:")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("metrics listener {}", app.metrics_url));
+    assert_eq!(app.get("/metrics").status, 404);
+    let scrape = request("GET", &format!("http://127.0.0.1:{port}/metrics"), &[], b"");
+    assert_eq!(scrape.status, 200);
+}
+
+#[test]
+fn environment_wins_over_the_config_file_and_flags_over_both() {
+    let config = std::env::temp_dir().join(format!("promwasm-env-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "max-body = \"16B\"\ncomponent = \"/nonexistent.wasm\"\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let fixture = support::FIXTURE_WASM;
+    let echo = |app: &Promwasm, len: usize| {
+        request("POST", &app.url("/echo"), &[], &vec![b'x'; len]).status
+    };
+
+    // The file's component is overridden by the flag, its body limit holds.
+    let app = Promwasm::start(&["--config", config_arg, "--component", fixture]);
+    assert_eq!((echo(&app, 16), echo(&app, 17)), (200, 413));
+    drop(app);
+    let app = Promwasm::start_with_env(
+        &["--config", config_arg, "--component", fixture],
+        &[("PROMWASM_MAX_BODY", "32B")],
+    );
+    assert_eq!((echo(&app, 32), echo(&app, 33)), (200, 413));
+    drop(app);
+    let app = Promwasm::start_with_env(
+        &[
+            "--config",
+            config_arg,
+            "--component",
+            fixture,
+            "--max-body",
+            "64B",
+        ],
+        &[("PROMWASM_MAX_BODY", "32B")],
+    );
+    assert_eq!((echo(&app, 64), echo(&app, 65)), (200, 413));
+    drop(app);
+    std::fs::remove_file(&config).unwrap();
+}
+
+#[test]
+fn bad_config_file_is_refused_at_start() {
+    let config = std::env::temp_dir().join(format!("promwasm-bad-{}.toml", std::process::id()));
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nmax_body = \"1MiB\"\n").unwrap();
+    let (code, err) = start_failure(&["--config", config.to_str().unwrap()]);
+    std::fs::remove_file(&config).unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "config file {} is invalid: TOML parse error at line 2, column 1",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `max_body`"), "{err}");
+}

@@ -1,11 +1,15 @@
-//! Command-line options. Every flag can also come from a `PROMWASM_*`
-//! environment variable; the flag wins.
+//! Settings: command-line flags, then `PROMWASM_*` environment variables
+//! (and the seed's `METRICS_PORT`), then a TOML file (`--config`), then the
+//! defaults; the first that sets a value wins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
 
 /// Serves the HTTP routes of a WebAssembly component (the
 /// promwasm:app/route-handler world) and records Prometheus metrics for every
@@ -13,13 +17,19 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "promwasm", version, about)]
 pub struct Cli {
+    /// TOML file with any of these settings, keys named as the flags
+    /// (`max-body = "2MiB"`); flags and environment variables win over it.
+    #[arg(long, env = "PROMWASM_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address the routes are served on (and `/metrics`, unless
     /// --metrics-listen is given). Port 0 picks a free port.
     #[arg(long, env = "PROMWASM_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
 
     /// Serve `/metrics` on this separate address instead; the main address
-    /// then answers 404 for `/metrics`.
+    /// then answers 404 for `/metrics`. `METRICS_PORT=N` in the environment
+    /// is short for 0.0.0.0:N, as in the seed's gunicorn setup.
     #[arg(long, env = "PROMWASM_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
@@ -74,6 +84,145 @@ pub struct Cli {
     pub drain_timeout: Duration,
 }
 
+/// The settings a `--config` file may hold: every flag but `--config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    component: Option<PathBuf>,
+    request_timeout: Option<String>,
+    max_memory: Option<String>,
+    max_body: Option<String>,
+    max_response_body: Option<String>,
+    max_header_bytes: Option<String>,
+    header_read_timeout: Option<String>,
+    max_instances: Option<u32>,
+    series_cap: Option<usize>,
+    no_default_metrics: Option<bool>,
+    drain_timeout: Option<String>,
+}
+
+impl Cli {
+    /// Reads the settings from the command line, the environment and the
+    /// `--config` file, in that order of precedence.
+    pub fn load() -> Result<Cli> {
+        Cli::load_from(std::env::args_os())
+    }
+
+    pub fn load_from<I, T>(args: I) -> Result<Cli>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().get_matches_from(args);
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let unset = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                None | Some(ValueSource::DefaultValue)
+            )
+        };
+        if let Some(path) = cli.config.clone() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let file: FileConfig = toml::from_str(&text)
+                .with_context(|| format!("config file {} is invalid", path.display()))?;
+            file.apply(&mut cli, &unset)
+                .with_context(|| format!("config file {} is invalid", path.display()))?;
+        }
+        if unset("metrics_listen")
+            && let Ok(port) = std::env::var("METRICS_PORT")
+        {
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("METRICS_PORT={port:?} is not a port number"))?;
+            cli.metrics_listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
+        }
+        Ok(cli)
+    }
+}
+
+impl FileConfig {
+    /// Sets each value the file gives where neither a flag nor an
+    /// environment variable did.
+    fn apply(self, cli: &mut Cli, unset: &dyn Fn(&str) -> bool) -> Result<()> {
+        fn take<T>(key: &str, unset: &dyn Fn(&str) -> bool, value: Option<T>, slot: &mut T) {
+            if let Some(value) = value
+                && unset(key)
+            {
+                *slot = value;
+            }
+        }
+        fn parsed<T>(
+            value: Option<String>,
+            key: &str,
+            parse: fn(&str) -> Result<T, String>,
+        ) -> Result<Option<T>> {
+            value
+                .map(|v| {
+                    parse(&v).map_err(|e| anyhow::anyhow!("key `{}`: {e}", key.replace('_', "-")))
+                })
+                .transpose()
+        }
+        fn duration(text: &str) -> Result<Duration, String> {
+            humantime::parse_duration(text)
+                .map_err(|e| format!("{text:?} is not a duration such as \"10s\": {e}"))
+        }
+        take("listen", unset, self.listen, &mut cli.listen);
+        take(
+            "metrics_listen",
+            unset,
+            self.metrics_listen.map(Some),
+            &mut cli.metrics_listen,
+        );
+        take(
+            "component",
+            unset,
+            self.component.map(Some),
+            &mut cli.component,
+        );
+        let value = parsed(self.request_timeout, "request_timeout", duration)?;
+        take("request_timeout", unset, value, &mut cli.request_timeout);
+        let value = parsed(self.max_memory, "max_memory", parse_size)?;
+        take("max_memory", unset, value, &mut cli.max_memory);
+        let value = parsed(self.max_body, "max_body", parse_size)?;
+        take("max_body", unset, value, &mut cli.max_body);
+        let value = parsed(self.max_response_body, "max_response_body", parse_size)?;
+        take(
+            "max_response_body",
+            unset,
+            value,
+            &mut cli.max_response_body,
+        );
+        let value = parsed(self.max_header_bytes, "max_header_bytes", parse_size)?;
+        take("max_header_bytes", unset, value, &mut cli.max_header_bytes);
+        let value = parsed(self.header_read_timeout, "header_read_timeout", duration)?;
+        take(
+            "header_read_timeout",
+            unset,
+            value,
+            &mut cli.header_read_timeout,
+        );
+        take(
+            "max_instances",
+            unset,
+            self.max_instances,
+            &mut cli.max_instances,
+        );
+        take("series_cap", unset, self.series_cap, &mut cli.series_cap);
+        take(
+            "no_default_metrics",
+            unset,
+            self.no_default_metrics,
+            &mut cli.no_default_metrics,
+        );
+        let value = parsed(self.drain_timeout, "drain_timeout", duration)?;
+        take("drain_timeout", unset, value, &mut cli.drain_timeout);
+        Ok(())
+    }
+}
+
 /// Parses a byte size: a number with an optional binary unit (`KiB`, `MiB`,
 /// `GiB`). Written here because the units are all it needs.
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -117,6 +266,105 @@ mod tests {
         assert_eq!(
             parse_size("lots"),
             Err("\"lots\" is not a size such as 65536, 64KiB or 16MiB".to_string())
+        );
+    }
+
+    fn write_config(text: &str) -> (tempfile_path::TempPath, String) {
+        let path = tempfile_path::TempPath::new(text);
+        let shown = path.0.display().to_string();
+        (path, shown)
+    }
+
+    /// A config file removed on drop.
+    mod tempfile_path {
+        pub struct TempPath(pub std::path::PathBuf);
+        impl TempPath {
+            pub fn new(text: &str) -> Self {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "promwasm-config-{}-{}.toml",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&path, text).unwrap();
+                TempPath(path)
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let (_file, path) =
+            write_config("max-body = \"2MiB\"\nseries-cap = 7\nrequest-timeout = \"250ms\"\n");
+        let cli = Cli::load_from(["promwasm", "--config", &path, "--series-cap", "9"]).unwrap();
+        assert_eq!(cli.max_body, 2 << 20);
+        assert_eq!(cli.series_cap, 9);
+        assert_eq!(cli.request_timeout, Duration::from_millis(250));
+        assert_eq!(cli.max_memory, 64 << 20);
+    }
+
+    #[test]
+    fn a_bad_file_names_the_file_line_and_key() {
+        let (_file, path) = write_config("max-body = \"1MiB\"\nmax-bodies = 3\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert!(
+            err.starts_with(&format!(
+                "config file {path} is invalid: TOML parse error at line 2, column 1"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `max-bodies`"), "{err}");
+
+        let (_file, path) = write_config("\n\nseries-cap = \"many\"\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert!(
+            err.contains("TOML parse error at line 3, column 14"),
+            "{err}"
+        );
+        assert!(
+            err.contains("invalid type: string \"many\", expected usize"),
+            "{err}"
+        );
+
+        let (_file, path) = write_config("max-memory = \"lots\"\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert_eq!(
+            err,
+            format!(
+                "config file {path} is invalid: key `max-memory`: \"lots\" is not a size such as 65536, 64KiB or 16MiB"
+            )
+        );
+    }
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../promwasm.example.toml");
+        let from_file = Cli::load_from(["promwasm", "--config", example]).unwrap();
+        let defaults = Cli::load_from(["promwasm"]).unwrap();
+        assert_eq!(
+            format!(
+                "{:?}",
+                Cli {
+                    config: None,
+                    ..from_file
+                }
+            ),
+            format!("{defaults:?}")
         );
     }
 

@@ -184,7 +184,8 @@ mod tests {
             let Some(Shared::Guest(family)) = shared.into_iter().next() else {
                 panic!("not a guest family");
             };
-            let metrics = GuestMetrics::new(vec![("hits".into(), family)], 10, families.misuse.clone());
+            let metrics =
+                GuestMetrics::new(vec![("hits".into(), family)], 10, families.misuse.clone());
             metrics
                 .update(0, Update::CounterAdd, vec!["ann".into()], 1.0)
                 .unwrap();
@@ -201,7 +202,11 @@ mod tests {
         assert_eq!(again.len(), 2);
         hit(again);
         let text = families.encode(Format::Text);
-        assert_eq!(text.matches("# TYPE hits_total counter").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# TYPE hits_total counter").count(),
+            1,
+            "{text}"
+        );
         assert!(text.contains("hits_total{user=\"ann\"} 2.0\n"), "{text}");
         assert!(text.contains("fresh_total 0.0\n"), "{text}");
 

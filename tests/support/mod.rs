@@ -35,14 +35,23 @@ impl Promwasm {
     /// Starts `promwasm --listen 127.0.0.1:0 ARGS` and waits for the
     /// listening line(s) it prints.
     pub fn start(args: &[&str]) -> Promwasm {
+        Promwasm::start_with_env(args, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Promwasm {
         let mut child = Command::new(env!("CARGO_BIN_EXE_promwasm"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning promwasm");
-        let separate_metrics = args.contains(&"--metrics-listen");
+        let separate_metrics = args.contains(&"--metrics-listen")
+            || env
+                .iter()
+                .any(|(k, _)| *k == "METRICS_PORT" || *k == "PROMWASM_METRICS_LISTEN");
         let stdout = child.stdout.take().unwrap();
         let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
