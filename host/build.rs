@@ -69,7 +69,14 @@ fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .current_dir(dir)
-        .args(["build", "--workspace", "--release", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--workspace",
+            "--release",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     // The outer build's flags are for the host; the guest's own come from
     // its .cargo/config.toml.

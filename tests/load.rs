@@ -42,7 +42,9 @@ type Counts = BTreeMap<(String, String, u16), u64>;
 /// One connection sending the mix in turn until the deadline, one request
 /// at a time, each answered before the next is sent.
 async fn connection(addr: SocketAddr, offset: usize, deadline: Instant) -> Result<Counts, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -59,7 +61,10 @@ async fn connection(addr: SocketAddr, offset: usize, deadline: Instant) -> Resul
             .header("user", "load")
             .body(Empty::new())
             .unwrap();
-        sender.ready().await.map_err(|e| format!("{method} {path}: {e}"))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
         let response = sender
             .send_request(request)
             .await
@@ -71,7 +76,9 @@ async fn connection(addr: SocketAddr, offset: usize, deadline: Instant) -> Resul
             .await
             .map_err(|e| format!("{method} {path}: body: {e}"))?;
         if let Some(template) = template {
-            *counts.entry((method.to_string(), template.to_string(), status)).or_default() += 1;
+            *counts
+                .entry((method.to_string(), template.to_string(), status))
+                .or_default() += 1;
         }
     }
     drop(sender);
@@ -85,17 +92,29 @@ async fn scrape(url: &str) -> Result<(), String> {
         .trim_end_matches("/metrics")
         .parse()
         .unwrap();
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("scrape connect: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("scrape connect: {e}"))?;
     let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| format!("scrape handshake: {e}"))?;
     tokio::spawn(conn);
-    let request = Request::get("/metrics").header("host", addr.to_string()).body(Empty::new()).unwrap();
-    let response = sender.send_request(request).await.map_err(|e| format!("scrape: {e}"))?;
+    let request = Request::get("/metrics")
+        .header("host", addr.to_string())
+        .body(Empty::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("scrape: {e}"))?;
     if response.status() != 200 {
         return Err(format!("scrape answered {}", response.status()));
     }
-    response.into_body().collect().await.map_err(|e| format!("scrape body: {e}"))?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("scrape body: {e}"))?;
     Ok(())
 }
 
@@ -107,7 +126,11 @@ fn duration_counts(s: &Scrape) -> Counts {
             key[start..start + key[start..].find('"').unwrap()].to_string()
         };
         counts.insert(
-            (labels("method"), labels("path"), labels("status").parse().unwrap()),
+            (
+                labels("method"),
+                labels("path"),
+                labels("status").parse().unwrap(),
+            ),
             s.0[key] as u64,
         );
     }
@@ -121,7 +144,11 @@ fn sixty_four_connections_for_twenty_seconds_lose_nothing() {
     let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     let metrics_url = app.metrics_url.clone();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (results, scrapes) = runtime.block_on(async move {
         let deadline = Instant::now() + DURATION;
         let connections: Vec<_> = (0..CONNECTIONS)
@@ -150,7 +177,10 @@ fn sixty_four_connections_for_twenty_seconds_lose_nothing() {
     assert!(errors.is_empty(), "transport errors: {errors:?}");
     let (scrape_count, scrape_errors) = scrapes;
     assert!(scrape_errors.is_empty(), "scrape errors: {scrape_errors:?}");
-    assert!(scrape_count >= 100, "only {scrape_count} scrapes in {DURATION:?}");
+    assert!(
+        scrape_count >= 100,
+        "only {scrape_count} scrapes in {DURATION:?}"
+    );
 
     let mut sent = Counts::new();
     for counts in results.into_iter().map(Result::unwrap) {
@@ -168,6 +198,9 @@ fn sixty_four_connections_for_twenty_seconds_lose_nothing() {
     }
     assert_eq!(recorded, sent);
     let total: u64 = sent.values().sum();
-    assert!(total > 10_000, "only {total} tracked responses in {DURATION:?}");
+    assert!(
+        total > 10_000,
+        "only {total} tracked responses in {DURATION:?}"
+    );
     println!("{total} tracked responses, {scrape_count} scrapes, per series: {sent:?}");
 }

@@ -19,7 +19,8 @@ struct ComponentFile(PathBuf);
 
 impl ComponentFile {
     fn new(name: &str, from: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("promwasm-{name}-{}.wasm", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("promwasm-{name}-{}.wasm", std::process::id()));
         std::fs::copy(from, &path).unwrap();
         ComponentFile(path)
     }
@@ -52,7 +53,10 @@ fn hangup_and_wait(app: &Promwasm, result: &str) {
     app.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reloads(&app.scrape(), result) <= before {
-        assert!(Instant::now() < deadline, "no {result} reload counted after SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "no {result} reload counted after SIGHUP"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -85,7 +89,10 @@ fn twenty_reloads_under_load_lose_nothing() {
         hangup_and_wait(&app, "success");
     }
     stop.store(true, Ordering::Relaxed);
-    let failed: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let failed: Vec<_> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
 
     let s = app.scrape();
@@ -93,11 +100,7 @@ fn twenty_reloads_under_load_lose_nothing() {
     let sent = sent.load(Ordering::Relaxed) as f64;
     assert!(sent > 20.0, "only {sent} requests during the reloads");
     // Counters never reset across reloads: every request is in them once.
-    let requests: f64 = s
-        .series("http_request_total")
-        .iter()
-        .map(|k| s.0[*k])
-        .sum();
+    let requests: f64 = s.series("http_request_total").iter().map(|k| s.0[*k]).sum();
     assert_eq!(requests, sent);
     let hits = s.value("fixture_hits_total", &[("user", "load")]);
     let sleeps = s.value(
@@ -131,7 +134,10 @@ fn a_reload_can_change_the_component_and_keeps_old_families() {
         ),
         Some(1.0)
     );
-    assert_eq!(s.get("flask_app_total_auths_total", &[("user", "ann")]), Some(1.0));
+    assert_eq!(
+        s.get("flask_app_total_auths_total", &[("user", "ann")]),
+        Some(1.0)
+    );
     // ...the fixture's stay until restart, with their counts...
     assert_eq!(s.get("fixture_hits_total", &[("user", "ann")]), Some(1.0));
     assert_eq!(
