@@ -681,3 +681,64 @@ fn bad_config_file_is_refused_at_start() {
     );
     assert!(err.contains("unknown field `max_body`"), "{err}");
 }
+
+#[test]
+fn compiled_artifact_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
+    let dir = std::env::temp_dir().join(format!("promwasm-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = || {
+        let app = Promwasm::start(&["--cache-dir", dir.to_str().unwrap()]);
+        assert_eq!(app.get("/square?num=5").body, "25.0");
+        app.signal("TERM");
+        let (code, stderr) = app.wait(Duration::from_secs(15));
+        assert_eq!(code, Some(0), "{stderr}");
+        stderr
+    };
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+
+    let first = run();
+    assert!(
+        first.contains("compiled component stored in the cache"),
+        "{first}"
+    );
+    let stored = entries();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        stored[0].extension().and_then(|e| e.to_str()),
+        Some("cwasm")
+    );
+
+    let second = run();
+    assert!(
+        second.contains("compiled component taken from the cache"),
+        "{second}"
+    );
+    assert!(!second.contains("stored in the cache"), "{second}");
+
+    let mut data = std::fs::read(&stored[0]).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0xff;
+    std::fs::write(&stored[0], &data).unwrap();
+    let third = run();
+    assert!(
+        third.contains("cache entry corrupt, recompiling"),
+        "{third}"
+    );
+    assert!(
+        third.contains("compiled component stored in the cache"),
+        "{third}"
+    );
+    assert_eq!(entries(), stored);
+
+    let fourth = run();
+    assert!(
+        fourth.contains("compiled component taken from the cache"),
+        "{fourth}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -79,6 +79,12 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_NO_DEFAULT_METRICS")]
     pub no_default_metrics: bool,
 
+    /// Keep compiled components in this directory, so the next start skips
+    /// compilation. Entries are keyed by the component's sha256 and the
+    /// wasmtime version and settings, and checked before use.
+    #[arg(long, env = "PROMWASM_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
     /// On SIGTERM or SIGINT, time requests in flight get to finish.
     #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -101,6 +107,7 @@ struct FileConfig {
     series_cap: Option<usize>,
     no_default_metrics: Option<bool>,
     drain_timeout: Option<String>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -211,6 +218,12 @@ impl FileConfig {
             &mut cli.max_instances,
         );
         take("series_cap", unset, self.series_cap, &mut cli.series_cap);
+        take(
+            "cache_dir",
+            unset,
+            self.cache_dir.map(Some),
+            &mut cli.cache_dir,
+        );
         take(
             "no_default_metrics",
             unset,

@@ -69,7 +69,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_instances: cli.max_instances,
         max_response_body: cli.max_response_body,
     };
-    let runtime = Runtime::new(limits)?;
+    let runtime = Runtime::new(limits, cli.cache_dir.clone())?;
     let families = Families::new();
     let options = MetricOptions {
         default_metrics: !cli.no_default_metrics,

@@ -2,8 +2,11 @@
 //! start, and a fresh `Store` and instance for every call, so no guest state
 //! outlives a request.
 
-use std::path::Path;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -214,12 +217,14 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    /// Where compiled components are kept between runs, if anywhere.
+    cache_dir: Option<PathBuf>,
 }
 
 impl Runtime {
     /// Builds the engine (and its epoch ticker) and links WASI and the
     /// `metrics` import.
-    pub fn new(limits: Limits) -> wasmtime::Result<Runtime> {
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> wasmtime::Result<Runtime> {
         let engine =
             Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
         let mut linker = Linker::<HostState>::new(&engine);
@@ -242,15 +247,82 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache_dir,
         })
+    }
+
+    /// Compiles a component, or takes its compiled form from the cache.
+    ///
+    /// A cache entry is named by the sha256 of the component's bytes and a
+    /// hash of everything in the engine that compiled code depends on
+    /// (wasmtime's version and settings), and it carries the sha256 of its
+    /// own payload: an entry whose digest does not match is rebuilt, never
+    /// handed to `Component::deserialize`, which trusts its input.
+    fn compile(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Component> {
+        let compile = || {
+            Component::new(&self.engine, bytes).with_context(|| {
+                format!("{} is not a valid WebAssembly component", origin.display())
+            })
+        };
+        let Some(dir) = &self.cache_dir else {
+            return compile();
+        };
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let entry = dir.join(format!(
+            "{}-{:016x}.cwasm",
+            hex(&Sha256::digest(bytes)),
+            engine_hash.finish()
+        ));
+        match std::fs::read(&entry) {
+            Ok(data) if data.len() > 32 && Sha256::digest(&data[32..])[..] == data[..32] => {
+                // SAFETY: the payload is exactly what `serialize` wrote for
+                // this component and engine (its digest matches), and
+                // `deserialize` still checks the engine compatibility itself.
+                match unsafe { Component::deserialize(&self.engine, &data[32..]) } {
+                    Ok(component) => {
+                        tracing::info!(entry = %entry.display(), "compiled component taken from the cache");
+                        return Ok(component);
+                    }
+                    Err(e) => {
+                        tracing::warn!(entry = %entry.display(), "cache entry unusable, recompiling: {e:#}")
+                    }
+                }
+            }
+            Ok(_) => tracing::warn!(entry = %entry.display(), "cache entry corrupt, recompiling"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(entry = %entry.display(), "cache entry unreadable, recompiling: {e}")
+            }
+        }
+        let component = compile()?;
+        let stored = component.serialize().and_then(|payload| {
+            let mut data = Sha256::digest(&payload).to_vec();
+            data.extend_from_slice(&payload);
+            // Write beside, then rename: a reader never sees half an entry.
+            std::fs::create_dir_all(dir)?;
+            let staged = entry.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&staged, &data)?;
+            std::fs::rename(&staged, &entry)?;
+            Ok(())
+        });
+        match stored {
+            Ok(()) => {
+                tracing::info!(entry = %entry.display(), "compiled component stored in the cache")
+            }
+            Err(e) => {
+                tracing::warn!(entry = %entry.display(), "could not store the compiled component: {e:#}")
+            }
+        }
+        Ok(component)
     }
 
     /// Compiles a component and links it, ready to instantiate. `origin`
     /// names it in errors.
     pub fn load(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Guest> {
-        let component = Component::new(&self.engine, bytes).with_context(|| {
-            format!("{} is not a valid WebAssembly component", origin.display())
-        })?;
+        let component = self.compile(bytes, origin)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -378,6 +450,11 @@ impl Guest {
         };
         (result, stats)
     }
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Engine settings for many short-lived instances: the pooling allocator
