@@ -72,7 +72,7 @@ fn main() {
         "{:<58} {:>9} {:>9} {:>9} {:>10}",
         "what (per request)", "mean µs", "median µs", "p99 µs", "faults/req"
     );
-    let runtime = Runtime::new(LIMITS)
+    let runtime = Runtime::new(LIMITS, None)
         .expect("runtime")
         .load(EXAMPLE_COMPONENT, Path::new("<example>"))
         .expect("load");
@@ -114,12 +114,7 @@ fn example_app(families: &Families, manifest: &types::Manifest, series_cap: usiz
 }
 
 /// 1. What the host does for every guest request.
-async fn runtime_handle(
-    runtime: &Guest,
-    manifest: &types::Manifest,
-    iters: usize,
-    warmup: usize,
-) {
+async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usize, warmup: usize) {
     let families = Families::new();
     let app = example_app(&families, manifest, 2000);
     let response = runtime
