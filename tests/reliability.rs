@@ -411,3 +411,32 @@ fn sigterm_lets_a_request_in_flight_finish() {
     let (code, stderr) = app.wait(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn every_request_gets_a_fresh_instance_unless_reuse_is_asked() {
+    let fresh = fixture(&[]);
+    let counts: Vec<String> = (0..4).map(|_| fresh.get("/count").body).collect();
+    assert_eq!(counts, ["1", "1", "1", "1"]);
+
+    let reused = fixture(&["--instance-reuse", "3"]);
+    let counts: Vec<String> = (0..7).map(|_| reused.get("/count").body).collect();
+    assert_eq!(counts, ["1", "2", "3", "1", "2", "3", "1"]);
+    // A trap discards the instance it happened on.
+    assert_eq!(reused.get("/count").body, "2");
+    assert_eq!(reused.get("/trap").status, 500);
+    assert_eq!(reused.get("/count").body, "1");
+    let s = reused.scrape();
+    // Instantiation is recorded only for the instances created: requests
+    // 1, 4, 7 and the one after the trap.
+    assert_eq!(
+        s.get(
+            "promwasm_guest_instantiate_seconds_count",
+            &[("path", "/count")]
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        s.get("promwasm_guest_call_seconds_count", &[("path", "/count")]),
+        Some(9.0)
+    );
+}

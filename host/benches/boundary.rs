@@ -31,7 +31,7 @@ use ::promwasm::app::{App, MetricOptions};
 use ::promwasm::families::Families;
 use ::promwasm::guest_metrics::{GuestMetrics, Update, UpdateError};
 use ::promwasm::metrics::{Format, RequestLabels};
-use ::promwasm::runtime::{Guest, Limits, Runtime, types};
+use ::promwasm::runtime::{CallStats, Guest, Limits, Runtime, types};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -50,6 +50,7 @@ const LIMITS: Limits = Limits {
     max_memory: 64 << 20,
     max_instances: 1000,
     max_response_body: 8 << 20,
+    instance_reuse: 1,
 };
 
 /// The route index of `/square` in the example's manifest.
@@ -493,9 +494,12 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         let t4 = Instant::now();
         runtime_metrics.observe(
             square,
-            Duration::from_micros(5),
-            Duration::from_micros(5),
-            128 << 10,
+            &CallStats {
+                instantiate: Some(Duration::from_micros(5)),
+                reused: false,
+                call: Duration::from_micros(5),
+                memory_high_water: 128 << 10,
+            },
         );
         let t5 = Instant::now();
         if i >= warmup {

@@ -42,6 +42,7 @@ use promwasm::families::Families;
 use promwasm::guest_metrics::Update;
 use promwasm::metrics::{self, Format, RequestLabels, UNMATCHED_PATH};
 use promwasm::routes::Dispatch;
+use promwasm::runtime::CallStats;
 use promwasm::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind, Route};
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -238,9 +239,12 @@ impl Native {
         // request equal (no instance: 0 s to instantiate, 0 bytes of memory).
         self.families.runtime.observe(
             &self.app.runtime[index],
-            Duration::ZERO,
-            call_start.elapsed(),
-            0,
+            &CallStats {
+                instantiate: Some(Duration::ZERO),
+                reused: false,
+                call: call_start.elapsed(),
+                memory_high_water: 0,
+            },
         );
         Ok(response)
     }

@@ -65,6 +65,12 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Requests one guest instance may serve before it is dropped. 1 (the
+    /// default) gives every request a fresh instance; above 1, guest globals
+    /// and memory live across the requests an instance serves.
+    #[arg(long, env = "PROMWASM_INSTANCE_REUSE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub instance_reuse: u32,
+
     /// Guest instances alive at once; requests past it are answered 503.
     #[arg(long, env = "PROMWASM_MAX_INSTANCES", default_value_t = 1000)]
     pub max_instances: u32,
@@ -104,6 +110,7 @@ struct FileConfig {
     max_header_bytes: Option<String>,
     header_read_timeout: Option<String>,
     max_instances: Option<u32>,
+    instance_reuse: Option<u32>,
     series_cap: Option<usize>,
     no_default_metrics: Option<bool>,
     drain_timeout: Option<String>,
@@ -216,6 +223,12 @@ impl FileConfig {
             unset,
             self.max_instances,
             &mut cli.max_instances,
+        );
+        take(
+            "instance_reuse",
+            unset,
+            self.instance_reuse,
+            &mut cli.instance_reuse,
         );
         take("series_cap", unset, self.series_cap, &mut cli.series_cap);
         take(

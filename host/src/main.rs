@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_memory: cli.max_memory,
         max_instances: cli.max_instances,
         max_response_body: cli.max_response_body,
+        instance_reuse: cli.instance_reuse,
     };
     let runtime = Runtime::new(limits, cli.cache_dir.clone())?;
     let families = Families::new();
@@ -95,6 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_body = cli.max_body,
         max_response_body = cli.max_response_body,
         max_instances = cli.max_instances,
+        instance_reuse = cli.instance_reuse,
         series_cap = cli.series_cap,
         "limits"
     );

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::runtime::CallStats;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -293,16 +295,12 @@ impl RuntimeMetrics {
     }
 
     /// Records one call that got an instance.
-    pub fn observe(
-        &self,
-        route: &RouteRuntime,
-        instantiate: Duration,
-        call: Duration,
-        memory_high_water: usize,
-    ) {
-        route.instantiate.observe(instantiate.as_secs_f64());
-        route.call.observe(call.as_secs_f64());
-        route.memory.observe(memory_high_water as f64);
+    pub fn observe(&self, route: &RouteRuntime, stats: &CallStats) {
+        if let Some(instantiate) = stats.instantiate {
+            route.instantiate.observe(instantiate.as_secs_f64());
+        }
+        route.call.observe(stats.call.as_secs_f64());
+        route.memory.observe(stats.memory_high_water as f64);
     }
 
     pub fn failure(&self, route: &RouteRuntime, reason: &'static str) {

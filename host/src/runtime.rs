@@ -4,7 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ pub struct Limits {
     pub max_instances: u32,
     /// Largest response body a guest may return, in bytes.
     pub max_response_body: usize,
+    /// Requests one instance may serve; 1 is a fresh instance per request.
+    pub instance_reuse: u32,
 }
 
 /// Why a guest call did not produce a response.
@@ -89,8 +91,10 @@ impl CallError {
 /// What one call cost, whatever its outcome.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallStats {
-    /// Time to create the instance.
-    pub instantiate: Duration,
+    /// Time to create the instance; none when no instance was created.
+    pub instantiate: Option<Duration>,
+    /// The call ran on an instance that had served before.
+    pub reused: bool,
     /// Time inside the guest's export, including host calls it made.
     pub call: Duration,
     /// The largest size the guest's linear memory reached, in bytes.
@@ -338,15 +342,27 @@ impl Runtime {
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
+            idle: Mutex::new(Vec::new()),
         })
     }
 }
 
-/// One loaded component: each call gets a fresh instance of it.
+/// One loaded component: each call gets a fresh instance of it, or, with
+/// instance reuse, an instance that has served fewer than the allowed
+/// number of requests.
 pub struct Guest {
     engine: Engine,
     pre: RouteHandlerPre<HostState>,
     limits: Limits,
+    /// Instances that answered their last request and may serve again.
+    idle: Mutex<Vec<Warm>>,
+}
+
+/// An instance kept for reuse.
+struct Warm {
+    store: Store<HostState>,
+    handler: RouteHandler,
+    served: u32,
 }
 
 impl Guest {
@@ -364,14 +380,14 @@ impl Guest {
         result
     }
 
-    /// Calls the component's `handle` on a fresh instance.
+    /// Calls the component's `handle`.
     pub async fn handle(
         &self,
         metrics: &Arc<GuestMetrics>,
         request: Request,
     ) -> (Result<Response, CallError>, CallStats) {
         let (result, stats) = self
-            .call(Some(metrics.clone()), async move |handler, store| {
+            .call(Some(metrics), async move |handler, store| {
                 handler
                     .promwasm_app_handler()
                     .call_handle(store, &request)
@@ -386,13 +402,7 @@ impl Guest {
         (result, stats)
     }
 
-    /// Runs `f` against a fresh instance within the time limit. The store is
-    /// dropped on return, on error and on timeout alike.
-    async fn call<T>(
-        &self,
-        metrics: Option<Arc<GuestMetrics>>,
-        f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
-    ) -> (Result<T, CallError>, CallStats) {
+    fn new_store(&self, metrics: Option<&Arc<GuestMetrics>>) -> Store<HostState> {
         let state = HostState {
             // No filesystem, environment, arguments or network: nothing is granted.
             wasi: WasiCtxBuilder::new().build(),
@@ -402,30 +412,67 @@ impl Guest {
                 high_water: 0,
                 refused: false,
             },
-            metrics,
+            metrics: metrics.cloned(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_async_yield_and_update(1);
         // Bytes the host copies out of the guest per call (a metric update's
         // labels, the response): never more than the guest's memory holds.
         store.set_hostcall_fuel(self.limits.max_memory);
+        store
+    }
 
-        let mut stats = CallStats::default();
+    /// Runs `f` against an instance within the time limit. A fresh instance
+    /// is dropped on return, on error and on timeout alike; a reused one
+    /// goes back to the idle list only after a clean answer.
+    async fn call<T>(
+        &self,
+        metrics: Option<&Arc<GuestMetrics>>,
+        f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> (Result<T, CallError>, CallStats) {
+        let reuse = self.limits.instance_reuse > 1 && metrics.is_some();
+        let warm = if reuse {
+            self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        } else {
+            None
+        };
+        let (mut store, handler, served) = match warm {
+            Some(Warm {
+                store,
+                handler,
+                served,
+            }) => (store, Some(handler), served),
+            None => (self.new_store(metrics), None, 0),
+        };
+        store.epoch_deadline_async_yield_and_update(1);
+        store.data_mut().limiter.refused = false;
+
+        let mut stats = CallStats {
+            reused: handler.is_some(),
+            ..CallStats::default()
+        };
         let start = Instant::now();
+        let mut instance = None;
         let run = async {
-            let handler = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                    .is_some()
-                {
-                    CallError::Capacity(e)
-                } else {
-                    CallError::Trap(e)
+            let handler = match handler {
+                Some(handler) => handler,
+                None => {
+                    let handler = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some()
+                        {
+                            CallError::Capacity(e)
+                        } else {
+                            CallError::Trap(e)
+                        }
+                    })?;
+                    stats.instantiate = Some(start.elapsed());
+                    handler
                 }
-            })?;
-            stats.instantiate = start.elapsed();
+            };
             let result = f(&handler, &mut store).await;
-            stats.call = start.elapsed() - stats.instantiate;
+            stats.call = start.elapsed() - stats.instantiate.unwrap_or_default();
+            instance = Some(handler);
             match result {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(message)) => Err(CallError::Guest(message)),
@@ -435,7 +482,9 @@ impl Guest {
         let result = match tokio::time::timeout(self.limits.request_timeout, run).await {
             Ok(result) => result,
             Err(_) => {
-                stats.call = start.elapsed().saturating_sub(stats.instantiate);
+                stats.call = start
+                    .elapsed()
+                    .saturating_sub(stats.instantiate.unwrap_or_default());
                 Err(CallError::Timeout(self.limits.request_timeout))
             }
         };
@@ -448,6 +497,19 @@ impl Guest {
             }),
             other => other,
         };
+        if let (true, Ok(_), Some(handler)) = (reuse, &result, instance)
+            && served + 1 < self.limits.instance_reuse
+        {
+            let warm = Warm {
+                store,
+                handler,
+                served: served + 1,
+            };
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(warm);
+        }
         (result, stats)
     }
 }

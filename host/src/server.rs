@@ -245,13 +245,8 @@ impl Server {
                 .await
         };
         let route_runtime = &loaded.app.runtime[index];
-        if !stats.instantiate.is_zero() {
-            self.families.runtime.observe(
-                route_runtime,
-                stats.instantiate,
-                stats.call,
-                stats.memory_high_water,
-            );
+        if stats.instantiate.is_some() || stats.reused {
+            self.families.runtime.observe(route_runtime, &stats);
         }
         let failure = match outcome.map_err(GuestFailure::Call).and_then(guest_response) {
             Ok(response) => return Ok(response),
