@@ -11,15 +11,16 @@
 # series, cold start to the first answered request, and resident memory idle and under
 # load. It prints one table at the end. Every process it starts is stopped on exit.
 #
-# Needs: cargo, wrk, curl, taskset (util-linux), awk. About 3 minutes after the build.
-# Settings (environment): DURATION (s per wrk run, 5), REPS (3), CONNS ("32 128"),
+# Needs: cargo, wrk, curl, taskset (util-linux), awk. About 4 minutes after the build.
+# EXTRA_ARGS="--instance-reuse 100" adds (d) promwasm with those flags to the wrk runs.
+# Settings (environment): DURATION (s per wrk run, 5), REPS (5), CONNS ("32 128"),
 # WARMUP (s, 2), SERIES (10000), SCRAPES (15), STARTS (7), SKIP_BUILD=1 to reuse the
 # binaries in target/release.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-5}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 CONNS=${CONNS:-"32 128"}
 WARMUP=${WARMUP:-2}
 SERIES=${SERIES:-10000}
@@ -77,7 +78,17 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$PROMWASM" ] && [ -x "$NATIVE" ] || { echo "bench/run.sh: build $PROMWASM and $NATIVE first" >&2; exit 1; }
 
+# Other builds on the machine skew the figures: wait (up to WAIT_IDLE seconds,
+# default 600) until no cargo or rustc runs, then measure anyway.
+waited=0
+while [ "$(busy)" = yes ] && [ "$waited" -lt "${WAIT_IDLE:-600}" ]; do
+    [ "$waited" = 0 ] && log "waiting for cargo/rustc of other builds to finish (WAIT_IDLE=${WAIT_IDLE:-600}s)"
+    sleep 5
+    waited=$((waited + 5))
+done
 BUSY_START=$(busy)
+BUSY_RUNS=0
+TOTAL_RUNS=0
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # start NAME CMD... : starts a server on 127.0.0.1:0, waits for its
@@ -99,6 +110,14 @@ start() {
     printf -v "URL_$name" '%s' "$url"
     printf -v "PID_$name" '%s' "$pid"
 }
+
+# cpu_ticks CPU : busy and steal ticks of one cpu from /proc/stat ("cpu" for all).
+cpu_ticks() { awk -v c="$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $9}' /proc/stat; }
+# proc_ticks PID : user + system ticks of a process.
+proc_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+SERVER_CPU_NAME=cpu${SERVER_CPU:-}
+[ -n "${SERVER_CPU:-}" ] || SERVER_CPU_NAME=cpu
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
@@ -123,7 +142,11 @@ run_wrk() {
     "${PIN_WRK[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s --latency -H 'user: john' "${!url_var}$ROUTE" >"$out" 2>&1 &
     local wrk_pid=$!
     PIDS+=("$wrk_pid")
-    local peak=0 rss
+    local peak=0 rss busy_run t0 c0 p0
+    busy_run=$(busy)
+    t0=${EPOCHREALTIME/./}
+    c0=$(cpu_ticks "$SERVER_CPU_NAME")
+    p0=$(proc_ticks "${!pid_var}")
     while kill -0 "$wrk_pid" 2>/dev/null; do
         rss=$(rss_kib "${!pid_var}")
         [ "$rss" -gt "$peak" ] && peak=$rss
@@ -131,6 +154,25 @@ run_wrk() {
     done
     wait "$wrk_pid" || { cat "$out" >&2; echo "bench/run.sh: wrk failed" >&2; exit 1; }
     [ "$record" = 1 ] || return 0
+    # Share of the server's core the server used, and what other processes
+    # (and the hypervisor: steal) took of it during the run.
+    local t1 c1 p1 server_pct others_pct steal_pct
+    t1=${EPOCHREALTIME/./}
+    c1=$(cpu_ticks "$SERVER_CPU_NAME")
+    p1=$(proc_ticks "${!pid_var}")
+    read -r server_pct others_pct steal_pct < <(awk -v us="$((t1 - t0))" -v hz="$HZ" \
+        -v b0="${c0% *}" -v s0="${c0#* }" -v b1="${c1% *}" -v s1="${c1#* }" -v p0="$p0" -v p1="$p1" 'BEGIN {
+            avail = us / 1e6 * hz; server = p1 - p0; others = (b1 - b0) - server - (s1 - s0)
+            if (others < 0) others = 0
+            printf "%.0f %.0f %.0f\n", 100 * server / avail, 100 * others / avail, 100 * (s1 - s0) / avail }')
+    [ "$(busy)" = yes ] && busy_run=yes
+    TOTAL_RUNS=$((TOTAL_RUNS + 1))
+    if [ "$busy_run" = yes ]; then
+        BUSY_RUNS=$((BUSY_RUNS + 1))
+        busy_run=" (cargo/rustc running)"
+    else
+        busy_run=""
+    fi
     local rps p50 p99
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -139,11 +181,11 @@ run_wrk() {
         echo "bench/run.sh: $name at $conns connections: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ')" >&2
         echo "$name $conns: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ')" >>"$WORK/errors"
     fi
-    echo "$rps $p50 $p99" >>"$WORK/$name.$conns"
+    echo "$rps $p50 $p99 $server_pct $others_pct $steal_pct" >>"$WORK/$name.$conns"
     local prev
     prev=$(cat "$WORK/$name.loadrss" 2>/dev/null || echo 0)
     [ "$peak" -gt "$prev" ] && echo "$peak" >"$WORK/$name.loadrss"
-    log "$name c=$conns: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+    log "$name c=$conns: $rps req/s, p50 $p50 ms, p99 $p99 ms; server core: ${server_pct}% server, ${others_pct}% others, ${steal_pct}% steal$busy_run"
 }
 
 # --- throughput and latency ----------------------------------------------------------
@@ -151,26 +193,32 @@ log "starting (a) promwasm, (b) native baseline, (c) promwasm --no-default-metri
 start a "$PROMWASM"
 start b "$NATIVE"
 start c "$PROMWASM" --no-default-metrics
-for s in a b c; do
+SERVERS="a b c"
+if [ -n "${EXTRA_ARGS:-}" ]; then
+    # shellcheck disable=SC2086 # EXTRA_ARGS is a list of flags
+    start d "$PROMWASM" $EXTRA_ARGS
+    SERVERS="a b c d"
+fi
+for s in $SERVERS; do
     url_var="URL_$s"
     curl -fsS -H 'user: john' "${!url_var}$ROUTE" >/dev/null
 done
 sleep 1
-for s in a b c; do
+for s in $SERVERS; do
     pid_var="PID_$s"
     rss_kib "${!pid_var}" >"$WORK/$s.idlerss"
 done
-for s in a b c; do
+for s in $SERVERS; do
     run_wrk "$s" 32 "$WARMUP" 0
 done
 for rep in $(seq 1 "$REPS"); do
     for conns in $CONNS; do
-        for s in a b c; do
+        for s in $SERVERS; do
             run_wrk "$s" "$conns" "$DURATION"
         done
     done
 done
-for s in a b c; do
+for s in $SERVERS; do
     pid_var="PID_$s"
     hwm_kib "${!pid_var}" >"$WORK/$s.hwm"
 done
@@ -178,7 +226,7 @@ stop_all
 
 # --- /metrics with many series -------------------------------------------------------
 log "/metrics: creating $SERIES series of flask_app_total_auths (promwasm --series-cap $((SERIES * 2)))"
-start d "$PROMWASM" --series-cap "$((SERIES * 2))"
+start m "$PROMWASM" --series-cap "$((SERIES * 2))"
 cat >"$WORK/users.lua" <<EOF
 local i = 0
 request = function()
@@ -188,22 +236,22 @@ end
 EOF
 series=0
 for attempt in 1 2 3 4 5; do
-    "${PIN_WRK[@]}" wrk -t1 -c1 -d3s -s "$WORK/users.lua" "$URL_d" >/dev/null
-    series=$(curl -fsS "$URL_d/metrics" | grep -c '^flask_app_total_auths_total{' || true)
+    "${PIN_WRK[@]}" wrk -t1 -c1 -d3s -s "$WORK/users.lua" "$URL_m" >/dev/null
+    series=$(curl -fsS "$URL_m/metrics" | grep -c '^flask_app_total_auths_total{' || true)
     [ "$series" -ge "$SERIES" ] && break
 done
-metrics_body=$(curl -fsS "$URL_d/metrics" | wc -c)
-samples=$(curl -fsS "$URL_d/metrics" | grep -vc '^#' || true)
+metrics_body=$(curl -fsS "$URL_m/metrics" | wc -c)
+samples=$(curl -fsS "$URL_m/metrics" | grep -vc '^#' || true)
 scrape() { # scrape ACCEPT-HEADER -> median ms over SCRAPES
     local times=() i
     for i in $(seq 1 "$SCRAPES"); do
-        times+=("$(curl -fsS -o /dev/null -H "$1" -w '%{time_total}' "$URL_d/metrics" | awk '{printf "%.3f", $1 * 1000}')")
+        times+=("$(curl -fsS -o /dev/null -H "$1" -w '%{time_total}' "$URL_m/metrics" | awk '{printf "%.3f", $1 * 1000}')")
     done
     median "${times[@]}"
 }
 SCRAPE_TEXT=$(scrape 'Accept: text/plain')
 SCRAPE_OM=$(scrape 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5')
-RSS_SERIES=$(rss_kib "$PID_d")
+RSS_SERIES=$(rss_kib "$PID_m")
 log "/metrics: $series auth series, $samples samples, $metrics_body bytes; scrape $SCRAPE_TEXT ms (text), $SCRAPE_OM ms (OpenMetrics)"
 stop_all
 
@@ -241,14 +289,24 @@ cold_start() { # cold_start NAME CMD... -> ms
     awk -v us="$((t1 - t0))" 'BEGIN {printf "%.1f", us / 1000}'
 }
 log "cold start: $STARTS starts each"
-cold_a=() cold_b=()
+cold_a=() cold_b=() cold_cached=()
+# promwasm --cache-dir (when this build has it): the first start compiles and
+# fills the cache, the measured ones load the compiled component from it.
+HAS_CACHE=no
+if "$PROMWASM" --help | grep -q -- '--cache-dir'; then
+    HAS_CACHE=yes
+    cold_start cc "$PROMWASM" --cache-dir "$WORK/cache" >/dev/null
+fi
 for i in $(seq 1 "$STARTS"); do
     cold_a+=("$(cold_start ca "$PROMWASM")")
     cold_b+=("$(cold_start cb "$NATIVE")")
+    [ "$HAS_CACHE" = no ] || cold_cached+=("$(cold_start cc "$PROMWASM" --cache-dir "$WORK/cache")")
 done
 COLD_A=$(median "${cold_a[@]}")
 COLD_B=$(median "${cold_b[@]}")
-log "cold start: promwasm ${cold_a[*]} ms; native ${cold_b[*]} ms"
+COLD_CACHED=n/a
+[ "$HAS_CACHE" = no ] || COLD_CACHED=$(median "${cold_cached[@]}")
+log "cold start: promwasm ${cold_a[*]} ms; promwasm --cache-dir (warm) ${cold_cached[*]:-n/a} ms; native ${cold_b[*]} ms"
 
 BUSY_END=$(busy)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -256,6 +314,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- the table ------------------------------------------------------------------------
 col() { awk -v c="$1" '{print $c}' "$2"; }
 med() { median $(col "$1" "$2"); }
+range() { col "$1" "$2" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f-%.0f", lo, hi}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
@@ -263,44 +322,53 @@ CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "promwasm benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- host/src guest wit || echo ' + uncommitted host/guest changes')"
 echo "machine: $NPROC cpus, $CPU, Linux $(uname -r); $PINNING"
-echo "load: cargo/rustc running at start: $BUSY_START, at end: $BUSY_END; loadavg $LOAD_START -> $LOAD_END"
+echo "load: cargo/rustc running at start: $BUSY_START, at end: $BUSY_END, during $BUSY_RUNS of $TOTAL_RUNS wrk runs; loadavg $LOAD_START -> $LOAD_END"
 echo "wrk -t1 -cN -d${DURATION}s --latency -H 'user: john' GET $ROUTE; median of $REPS runs (after a ${WARMUP}s warm-up)"
 echo
-printf '%-36s %6s %12s %10s %10s\n' "server" "conns" "req/s" "p50 ms" "p99 ms"
+printf '%-44s %6s %12s %15s %10s %10s   %s\n' "server" "conns" "req/s" "(min-max)" "p50 ms" "p99 ms" "server core: server/others/steal %"
 for conns in $CONNS; do
-    for s in a b c; do
+    for s in $SERVERS; do
         case $s in
             a) label="(a) promwasm" ;;
             b) label="(b) native baseline" ;;
             c) label="(c) promwasm --no-default-metrics" ;;
+            d) label="(d) promwasm $EXTRA_ARGS" ;;
         esac
-        printf '%-36s %6s %12.0f %10.3f %10.3f\n' "$label" "$conns" \
-            "$(med 1 "$WORK/$s.$conns")" "$(med 2 "$WORK/$s.$conns")" "$(med 3 "$WORK/$s.$conns")"
+        printf '%-44s %6s %12.0f %15s %10.3f %10.3f   %s/%s/%s\n' "$label" "$conns" \
+            "$(med 1 "$WORK/$s.$conns")" "($(range 1 "$WORK/$s.$conns"))" "$(med 2 "$WORK/$s.$conns")" "$(med 3 "$WORK/$s.$conns")" \
+            "$(med 4 "$WORK/$s.$conns")" "$(med 5 "$WORK/$s.$conns")" "$(med 6 "$WORK/$s.$conns")"
     done
 done
 echo
-printf '%-36s %6s %12s %10s %10s\n' "ratio" "conns" "req/s" "p50" "p99"
+printf '%-44s %6s %12s %10s %10s\n' "ratio" "conns" "req/s" "p50" "p99"
 for conns in $CONNS; do
-    printf '%-36s %6s %12s %10s %10s\n' "a/b (promwasm / native)" "$conns" \
+    printf '%-44s %6s %12s %10s %10s\n' "a/b (promwasm / native)" "$conns" \
         "$(ratio "$(med 1 "$WORK/a.$conns")" "$(med 1 "$WORK/b.$conns")")" \
         "$(ratio "$(med 2 "$WORK/a.$conns")" "$(med 2 "$WORK/b.$conns")")" \
         "$(ratio "$(med 3 "$WORK/a.$conns")" "$(med 3 "$WORK/b.$conns")")"
-    printf '%-36s %6s %12s %10s %10s\n' "a/c (default metrics on / off)" "$conns" \
+    printf '%-44s %6s %12s %10s %10s\n' "a/c (default metrics on / off)" "$conns" \
         "$(ratio "$(med 1 "$WORK/a.$conns")" "$(med 1 "$WORK/c.$conns")")" \
         "$(ratio "$(med 2 "$WORK/a.$conns")" "$(med 2 "$WORK/c.$conns")")" \
         "$(ratio "$(med 3 "$WORK/a.$conns")" "$(med 3 "$WORK/c.$conns")")"
+    [ -z "${EXTRA_ARGS:-}" ] || printf '%-44s %6s %12s %10s %10s\n' "d/b (promwasm $EXTRA_ARGS / native)" "$conns" \
+        "$(ratio "$(med 1 "$WORK/d.$conns")" "$(med 1 "$WORK/b.$conns")")" \
+        "$(ratio "$(med 2 "$WORK/d.$conns")" "$(med 2 "$WORK/b.$conns")")" \
+        "$(ratio "$(med 3 "$WORK/d.$conns")" "$(med 3 "$WORK/b.$conns")")"
 done
 echo
-printf '%-52s %s\n' "measure" "value"
-printf '%-52s %s ms (text 0.0.4), %s ms (OpenMetrics)\n' "/metrics scrape, $series auth series ($samples samples, $((metrics_body / 1024)) KiB), median of $SCRAPES" "$SCRAPE_TEXT" "$SCRAPE_OM"
-printf '%-52s %s ms promwasm, %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_B"
-printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory idle (VmRSS after 1 request)" \
+printf '%-50s %s\n' "measure" "value"
+printf '%-50s %s ms text 0.0.4, %s ms OpenMetrics (%s auth series, %s samples, %s KiB)\n' "/metrics scrape with curl, median of $SCRAPES" \
+    "$SCRAPE_TEXT" "$SCRAPE_OM" "$series" "$samples" "$((metrics_body / 1024))"
+printf '%-50s %s ms promwasm, %s ms promwasm --cache-dir (warm cache), %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_CACHED" "$COLD_B"
+printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory idle (VmRSS after 1 request)" \
     "$(mib "$(cat "$WORK/a.idlerss")")" "$(mib "$(cat "$WORK/b.idlerss")")" "$(mib "$(cat "$WORK/c.idlerss")")"
-printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory under load (max VmRSS sampled)" \
+printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory under load (max VmRSS sampled)" \
     "$(mib "$(cat "$WORK/a.loadrss")")" "$(mib "$(cat "$WORK/b.loadrss")")" "$(mib "$(cat "$WORK/c.loadrss")")"
-printf '%-52s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory peak (VmHWM after all runs)" \
+printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory peak (VmHWM after all runs)" \
     "$(mib "$(cat "$WORK/a.hwm")")" "$(mib "$(cat "$WORK/b.hwm")")" "$(mib "$(cat "$WORK/c.hwm")")"
-printf '%-52s %s MiB\n' "resident memory with $series auth series" "$(mib "$RSS_SERIES")"
+[ -z "${EXTRA_ARGS:-}" ] || printf '%-50s %s MiB idle, %s MiB under load\n' "resident memory of (d)" \
+    "$(mib "$(cat "$WORK/d.idlerss")")" "$(mib "$(cat "$WORK/d.loadrss")")"
+printf '%-50s %s MiB\n' "resident memory of promwasm with $series series" "$(mib "$RSS_SERIES")"
 if [ -s "$WORK/errors" ]; then
     echo
     echo "wrk reported errors:"
