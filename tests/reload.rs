@@ -73,9 +73,12 @@ fn twenty_reloads_under_load_lose_nothing() {
             // One worker keeps a slow request in flight across the swaps.
             let url = app.url(if i == 0 { "/sleep?ms=50" } else { "/hits" });
             std::thread::spawn(move || {
+                // Keep-alive connections, as a real client under load would.
+                let agent = support::agent();
                 let mut failed = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let reply = request("GET", &url, &[("user", "load")], b"");
+                    let reply =
+                        support::request_with(&agent, "GET", &url, &[("user", "load")], b"");
                     sent.fetch_add(1, Ordering::Relaxed);
                     if reply.status != 200 {
                         failed.push((reply.status, reply.body));

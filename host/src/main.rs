@@ -52,6 +52,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Before anything is announced: a signal that arrives while its default
+    // action still holds would end the process.
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let (bytes, origin) = match &cli.component {
         Some(path) => (
             std::fs::read(path)
@@ -134,7 +140,6 @@ async fn run(cli: Cli) -> Result<()> {
         ));
     }
 
-    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let reloader = server.clone();
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
@@ -142,23 +147,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
     });
 
-    shutdown_signal().await?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
     reloads.abort();
     tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() -> Result<()> {
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
     Ok(())
 }

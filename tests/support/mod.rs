@@ -182,7 +182,8 @@ impl Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// A client that keeps its connections open between requests.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -190,14 +191,25 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sends one request and reads the whole answer.
+/// Sends one request on a connection of its own and reads the whole answer.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    request_with(&agent(), method, url, headers, body)
+}
+
+/// Sends one request through `agent`, reusing its open connections.
+pub fn request_with(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
     let request = builder.body(body.to_vec()).unwrap();
-    let response = agent()
+    let response = agent
         .run(request)
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
