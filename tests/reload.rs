@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{EXAMPLE_WASM, FIXTURE_WASM, Promwasm, Scrape, request};
+use support::{EXAMPLE_WASM, FIXTURE_WASM, Promwasm, Scrape};
 
 const CLASH_WASM: &str = env!("PROMWASM_FIXTURE_CLASH_WASM");
 

@@ -4,10 +4,10 @@
 //!
 //! 1. `Runtime::handle`: a fresh instance of the example component and one
 //!    call of `/square?num=20`, exactly as the host runs every request.
-//! 2. The same work split into phases on an engine configured like
-//!    `runtime.rs` (Store::new, instantiate, first call, drop), plus a warm
-//!    call on an instance that already served one request, and the host-side
-//!    copy of a hyper request into the guest's `Request` record.
+//! 2. The same work split into phases (`Guest::timed_fresh_call`: Store::new,
+//!    instantiate, first call, drop), a warm call on a reused instance
+//!    (`--instance-reuse`), and the host-side copy of a hyper request into
+//!    the guest's `Request` record.
 //! 3. The metric work per request (auth counter update, default HTTP
 //!    families, in-progress gauge) and `/metrics` encoding with 10 000 series.
 //!
@@ -17,41 +17,14 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
 use ::promwasm::families::Families;
-use ::promwasm::guest_metrics::{GuestMetrics, Update, UpdateError};
+use ::promwasm::guest_metrics::Update;
 use ::promwasm::metrics::{Format, RequestLabels};
 use ::promwasm::runtime::{CallStats, Guest, Limits, Runtime, types};
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "route-handler",
-        exports: { default: async },
-    });
-}
-
-use bindings::promwasm::app::types as btypes;
-use bindings::{RouteHandler, RouteHandlerPre};
-
-/// The host's defaults (`promwasm --help`).
-const LIMITS: Limits = Limits {
-    request_timeout: Duration::from_secs(10),
-    max_memory: 64 << 20,
-    max_instances: 1000,
-    max_response_body: 8 << 20,
-    instance_reuse: 1,
-};
 
 /// The route index of `/square` in the example's manifest.
 const ROUTE_SQUARE: u32 = 2;
@@ -73,7 +46,7 @@ fn main() {
         "{:<58} {:>9} {:>9} {:>9} {:>10}",
         "what (per request)", "mean µs", "median µs", "p99 µs", "faults/req"
     );
-    let runtime = Runtime::new(LIMITS, None)
+    let runtime = Runtime::new(Limits::default(), None)
         .expect("runtime")
         .load(EXAMPLE_COMPONENT, Path::new("<example>"))
         .expect("load");
@@ -147,134 +120,8 @@ async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usiz
     );
 }
 
-/// The memory limit and high-water mark, as `runtime.rs` keeps them.
-struct Limiter {
-    max_memory: usize,
-    high_water: usize,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            return Ok(false);
-        }
-        self.high_water = self.high_water.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// The per-call state, as `runtime.rs` keeps it.
-struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: Limiter,
-    metrics: Arc<GuestMetrics>,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl btypes::Host for HostState {}
-
-impl HostState {
-    fn update(
-        &self,
-        metric: u32,
-        update: Update,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), btypes::MetricError> {
-        self.metrics
-            .update(metric, update, labels, value)
-            .map_err(|e| match e {
-                UpdateError::UnknownMetric(h) => btypes::MetricError::UnknownMetric(h),
-                UpdateError::WrongKind(..) => btypes::MetricError::WrongKind(e.to_string()),
-                UpdateError::LabelCount(..) => btypes::MetricError::LabelCount(e.to_string()),
-                UpdateError::NegativeIncrement(_) => {
-                    btypes::MetricError::NegativeIncrement(e.to_string())
-                }
-                UpdateError::NotFinite(_) => btypes::MetricError::NotFinite(e.to_string()),
-            })
-    }
-}
-
-impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), btypes::MetricError> {
-        self.update(metric, Update::CounterAdd, labels, value)
-    }
-    fn gauge_set(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), btypes::MetricError> {
-        self.update(metric, Update::GaugeSet, labels, value)
-    }
-    fn gauge_add(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), btypes::MetricError> {
-        self.update(metric, Update::GaugeAdd, labels, value)
-    }
-    fn histogram_observe(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), btypes::MetricError> {
-        self.update(metric, Update::HistogramObserve, labels, value)
-    }
-}
-
-/// `runtime.rs`'s engine settings (copied: the library keeps them private).
-fn engine_config(limits: &Limits) -> Config {
-    let n = limits.max_instances;
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(24))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(4))
-        .total_stacks(n)
-        .max_memory_size(limits.max_memory)
-        .linear_memory_keep_resident(128 << 10)
-        .table_keep_resident(64 << 10);
-    let mut config = Config::new();
-    config
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .epoch_interruption(true)
-        .concurrency_support(false);
-    config
-}
-
-fn bench_request() -> btypes::Request {
-    btypes::Request {
+fn bench_request() -> types::Request {
+    types::Request {
         method: "GET".into(),
         path: "/square".into(),
         query: "num=20".into(),
@@ -289,101 +136,61 @@ fn bench_request() -> btypes::Request {
 
 /// 2. The fresh-instance path split into phases, and a warm call.
 async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
-    let engine = Engine::new(&engine_config(&LIMITS)).expect("engine");
-    let component = Component::new(&engine, EXAMPLE_COMPONENT).expect("component");
-    let mut linker = Linker::<HostState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
-    RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-        .expect("metrics import");
-    let pre = RouteHandlerPre::new(linker.instantiate_pre(&component).expect("instantiate_pre"))
-        .expect("pre");
-
+    let guest = Runtime::new(Limits::default(), None)
+        .expect("runtime")
+        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
+        .expect("load");
     let families = Families::new();
     let app = example_app(&families, manifest, 2000);
     let metrics = app.guest_metrics.clone();
-
-    let new_store = || {
-        let state = HostState {
-            wasi: WasiCtxBuilder::new().build(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                max_memory: LIMITS.max_memory,
-                high_water: 0,
-            },
-            metrics: metrics.clone(),
-        };
-        let mut store = Store::new(&engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_hostcall_fuel(1 << 20);
-        store
-    };
 
     let n = warmup + iters;
     let mut t_store = Vec::with_capacity(n);
     let mut t_inst = Vec::with_capacity(n);
     let mut t_call = Vec::with_capacity(n);
-    let mut t_warm = Vec::with_capacity(n);
     let mut t_drop = Vec::with_capacity(n);
     let mut t_total = Vec::with_capacity(n);
     for _ in 0..n {
         let request = bench_request();
-        let t0 = Instant::now();
-        let mut store = new_store();
-        let t1 = Instant::now();
-        let handler = pre
-            .instantiate_async(&mut store)
+        let phases = guest
+            .timed_fresh_call(&metrics, &request)
             .await
-            .expect("instantiate");
-        let t2 = Instant::now();
-        let response = handler
-            .promwasm_app_handler()
-            .call_handle(&mut store, &request)
-            .await
-            .expect("call")
-            .expect("response");
-        let t3 = Instant::now();
-        black_box(response);
-        drop(store);
-        let t4 = Instant::now();
-        t_store.push(t1 - t0);
-        t_inst.push(t2 - t1);
-        t_call.push(t3 - t2);
-        t_drop.push(t4 - t3);
-        t_total.push(t4 - t0);
+            .expect("call");
+        t_store.push(phases.new_store);
+        t_inst.push(phases.instantiate);
+        t_call.push(phases.call);
+        t_drop.push(phases.drop);
+        t_total.push(phases.new_store + phases.instantiate + phases.call + phases.drop);
     }
-    // Warm: one instance serving request after request (not what the host
-    // does: no isolation between requests).
-    let mut store = new_store();
-    let handler = pre
-        .instantiate_async(&mut store)
-        .await
-        .expect("instantiate");
-    let faults_warm = {
-        for _ in 0..warmup {
-            black_box(
-                handler
-                    .promwasm_app_handler()
-                    .call_handle(&mut store, &bench_request())
-                    .await
-                    .expect("call"),
-            )
+    // Warm: one instance serving request after request, as with
+    // `--instance-reuse` (no isolation between requests).
+    let reusing = Runtime::new(
+        Limits {
+            instance_reuse: u32::MAX,
+            ..Limits::default()
+        },
+        None,
+    )
+    .expect("runtime")
+    .load(EXAMPLE_COMPONENT, Path::new("<example>"))
+    .expect("load");
+    let mut t_warm = Vec::with_capacity(iters);
+    for _ in 0..warmup {
+        reusing
+            .handle(&metrics, bench_request())
+            .await
+            .0
             .expect("response");
-        }
-        let faults = Faults::start();
-        for _ in 0..iters {
-            let request = bench_request();
-            let t = Instant::now();
-            let response = handler
-                .promwasm_app_handler()
-                .call_handle(&mut store, &request)
-                .await;
-            t_warm.push(t.elapsed());
-            black_box(response.expect("call").expect("response"));
-        }
-        faults.per(iters)
-    };
-    drop(store);
+    }
+    let faults = Faults::start();
+    for _ in 0..iters {
+        let request = bench_request();
+        let t = Instant::now();
+        let (response, _) = reusing.handle(&metrics, request).await;
+        t_warm.push(t.elapsed());
+        black_box(response.expect("response"));
+    }
+    let faults_warm = faults.per(iters);
 
     for v in [
         &mut t_store,
@@ -416,7 +223,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     );
     report("  phases: total fresh instance + call", &mut t_total, None);
     report(
-        "warm: call_handle on a reused instance",
+        "warm: Guest::handle on a reused instance (--instance-reuse)",
         &mut t_warm,
         faults_warm,
     );

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -40,12 +40,11 @@ use tokio::net::TcpListener;
 use promwasm::app::{App, MetricOptions};
 use promwasm::families::Families;
 use promwasm::guest_metrics::Update;
-use promwasm::metrics::{self, Format, RequestLabels, UNMATCHED_PATH};
+use promwasm::metrics::{self, RequestLabels, UNMATCHED_PATH};
 use promwasm::routes::Dispatch;
 use promwasm::runtime::CallStats;
 use promwasm::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind, Route};
-
-const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+use promwasm::server::{self, strip_body, text};
 
 /// The example guest's crate version, the `version` of `flask_app_info`.
 const APP_VERSION: &str = "0.1.0";
@@ -124,22 +123,6 @@ struct Native {
     app: App,
     families: Families,
     max_body: usize,
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
-    response
-}
-
-fn strip_body(response: &mut Response<Bytes>) {
-    let len = std::mem::take(response.body_mut()).len();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 impl Native {
@@ -307,27 +290,7 @@ impl Native {
     }
 
     fn scrape(&self, request: &Request<Incoming>) -> Response<Bytes> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
-        }
-        let accept = request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let format = Format::negotiate(accept);
-        let mut response = Response::new(Bytes::from(self.families.encode(format)));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-        if request.method() == Method::HEAD {
-            strip_body(&mut response);
-        }
-        response
+        server::scrape(&self.families, request)
     }
 }
 

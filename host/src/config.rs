@@ -11,6 +11,8 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
+use crate::runtime::Limits;
+
 /// Serves the HTTP routes of a WebAssembly component (the
 /// promwasm:app/route-handler world) and records Prometheus metrics for every
 /// route at the host boundary.
@@ -154,6 +156,19 @@ impl Cli {
             cli.metrics_listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
         }
         Ok(cli)
+    }
+}
+
+impl Cli {
+    /// The limits every guest call runs under.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            request_timeout: self.request_timeout,
+            max_memory: self.max_memory,
+            max_instances: self.max_instances,
+            max_response_body: self.max_response_body,
+            instance_reuse: self.instance_reuse,
+        }
     }
 }
 
@@ -391,6 +406,15 @@ mod tests {
                 }
             ),
             format!("{defaults:?}")
+        );
+    }
+
+    #[test]
+    fn default_limits_are_the_command_lines() {
+        let cli = Cli::load_from(["promwasm"]).unwrap();
+        assert_eq!(
+            format!("{:?}", cli.limits()),
+            format!("{:?}", Limits::default())
         );
     }
 

@@ -15,7 +15,7 @@ use promwasm::EXAMPLE_COMPONENT;
 use promwasm::app::{Loaded, MetricOptions};
 use promwasm::config::Cli;
 use promwasm::families::Families;
-use promwasm::runtime::{Limits, Runtime};
+use promwasm::runtime::Runtime;
 use promwasm::server::{self, ClientLimits, Role, Server};
 
 fn main() -> ExitCode {
@@ -69,13 +69,7 @@ async fn run(cli: Cli) -> Result<()> {
             PathBuf::from("<built-in example component>"),
         ),
     };
-    let limits = Limits {
-        request_timeout: cli.request_timeout,
-        max_memory: cli.max_memory,
-        max_instances: cli.max_instances,
-        max_response_body: cli.max_response_body,
-        instance_reuse: cli.instance_reuse,
-    };
+    let limits = cli.limits();
     let runtime = Runtime::new(limits, cli.cache_dir.clone())?;
     let families = Families::new();
     let options = MetricOptions {

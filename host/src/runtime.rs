@@ -49,6 +49,19 @@ pub struct Limits {
     pub instance_reuse: u32,
 }
 
+impl Default for Limits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(10),
+            max_memory: 64 << 20,
+            max_instances: 1000,
+            max_response_body: 8 << 20,
+            instance_reuse: 1,
+        }
+    }
+}
+
 /// Why a guest call did not produce a response.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -358,6 +371,18 @@ pub struct Guest {
     idle: Mutex<Vec<Warm>>,
 }
 
+/// Where the time of one fresh-instance call goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Phases {
+    /// `Store::new` with its WASI context, table and limits.
+    pub new_store: Duration,
+    pub instantiate: Duration,
+    /// The first call of `handle` on the instance.
+    pub call: Duration,
+    /// Dropping the store: the pool slot is reset for the next instance.
+    pub drop: Duration,
+}
+
 /// An instance kept for reuse.
 struct Warm {
     store: Store<HostState>,
@@ -400,6 +425,34 @@ impl Guest {
             _ => Ok(response),
         });
         (result, stats)
+    }
+
+    /// The steps of one fresh-instance call, timed one by one: what the
+    /// `boundary` benchmark reports, on the same code path as `handle`.
+    pub async fn timed_fresh_call(
+        &self,
+        metrics: &Arc<GuestMetrics>,
+        request: &Request,
+    ) -> wasmtime::Result<Phases> {
+        let t0 = Instant::now();
+        let mut store = self.new_store(Some(metrics));
+        store.epoch_deadline_async_yield_and_update(1);
+        let t1 = Instant::now();
+        let handler = self.pre.instantiate_async(&mut store).await?;
+        let t2 = Instant::now();
+        let response = handler
+            .promwasm_app_handler()
+            .call_handle(&mut store, request)
+            .await?;
+        let t3 = Instant::now();
+        drop((response, store));
+        let t4 = Instant::now();
+        Ok(Phases {
+            new_store: t1 - t0,
+            instantiate: t2 - t1,
+            call: t3 - t2,
+            drop: t4 - t3,
+        })
     }
 
     fn new_store(&self, metrics: Option<&Arc<GuestMetrics>>) -> Store<HostState> {

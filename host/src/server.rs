@@ -65,7 +65,8 @@ pub enum Role {
 /// Responses are built whole; hyper gets them as one `Full` frame.
 type Body = Bytes;
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
@@ -75,7 +76,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// A body the client must not see (a `HEAD` answer) keeps its length.
-fn strip_body(response: &mut Response<Body>) {
+pub fn strip_body(response: &mut Response<Body>) {
     let len = std::mem::take(response.body_mut()).len();
     response
         .headers_mut()
@@ -276,28 +277,33 @@ impl Server {
     }
 
     fn scrape(&self, request: &Request<Incoming>) -> Response<Body> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
-        }
-        let accept = request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let format = Format::negotiate(accept);
-        let mut response = Response::new(Bytes::from(self.families.encode(format)));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-        if request.method() == Method::HEAD {
-            strip_body(&mut response);
-        }
-        response
+        scrape(&self.families, request)
     }
+}
+
+/// Answers a scrape of `/metrics` in the format the `Accept` header asks for.
+pub fn scrape<B>(families: &Families, request: &Request<B>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let mut response = Response::new(Bytes::from(families.encode(format)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if request.method() == Method::HEAD {
+        strip_body(&mut response);
+    }
+    response
 }
 
 /// A guest call that produced no usable response.
