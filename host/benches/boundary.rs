@@ -25,6 +25,7 @@ use ::promwasm::families::Families;
 use ::promwasm::guest_metrics::Update;
 use ::promwasm::metrics::{Format, RequestLabels};
 use ::promwasm::runtime::{CallStats, Guest, Limits, Runtime, types};
+use ::promwasm::server;
 
 /// The route index of `/square` in the example's manifest.
 const ROUTE_SQUARE: u32 = 2;
@@ -240,20 +241,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_marshal = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let t = Instant::now();
-        let request = types::Request {
-            method: parts.method.as_str().to_string(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or("").to_string(),
-            route: ROUTE_SQUARE,
-            headers: parts
-                .headers
-                .iter()
-                .filter_map(|(name, value)| {
-                    Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-                })
-                .collect(),
-            body: bytes::Bytes::new().into(),
-        };
+        let request = server::guest_request(&parts, ROUTE_SQUARE, bytes::Bytes::new());
         let elapsed = t.elapsed();
         black_box(request);
         if i >= warmup {

@@ -223,20 +223,7 @@ impl Server {
                 ));
             }
         };
-        let guest_request = types::Request {
-            method: parts.method.as_str().to_string(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or("").to_string(),
-            route: index as u32,
-            headers: parts
-                .headers
-                .iter()
-                .filter_map(|(name, value)| {
-                    Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-                })
-                .collect(),
-            body: body.into(),
-        };
+        let guest_request = guest_request(&parts, index as u32, body);
 
         let (outcome, stats) = {
             let _in_progress = loaded.app.in_progress[index].enter();
@@ -304,6 +291,29 @@ pub fn scrape<B>(families: &Families, request: &Request<B>) -> Response<Body> {
         strip_body(&mut response);
     }
     response
+}
+
+/// The guest's view of a request: header values that are not UTF-8 are
+/// left out.
+pub fn guest_request(
+    parts: &hyper::http::request::Parts,
+    route: u32,
+    body: Bytes,
+) -> types::Request {
+    types::Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        route,
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect(),
+        body: body.into(),
+    }
 }
 
 /// A guest call that produced no usable response.
