@@ -121,20 +121,6 @@ async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usiz
     );
 }
 
-fn bench_request() -> types::Request {
-    types::Request {
-        method: "GET".into(),
-        path: "/square".into(),
-        query: "num=20".into(),
-        route: ROUTE_SQUARE,
-        headers: vec![
-            ("host".into(), "127.0.0.1:5000".into()),
-            ("user".into(), "john".into()),
-        ],
-        body: vec![],
-    }
-}
-
 /// 2. The fresh-instance path split into phases, and a warm call.
 async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let guest = Runtime::new(Limits::default(), None)
@@ -152,7 +138,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_drop = Vec::with_capacity(n);
     let mut t_total = Vec::with_capacity(n);
     for _ in 0..n {
-        let request = bench_request();
+        let request = square_request();
         let phases = guest
             .timed_fresh_call(&metrics, &request)
             .await
@@ -178,14 +164,14 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_warm = Vec::with_capacity(iters);
     for _ in 0..warmup {
         reusing
-            .handle(&metrics, bench_request())
+            .handle(&metrics, square_request())
             .await
             .0
             .expect("response");
     }
     let faults = Faults::start();
     for _ in 0..iters {
-        let request = bench_request();
+        let request = square_request();
         let t = Instant::now();
         let (response, _) = reusing.handle(&metrics, request).await;
         t_warm.push(t.elapsed());
