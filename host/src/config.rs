@@ -98,6 +98,9 @@ pub struct Cli {
     pub drain_timeout: Duration,
 }
 
+/// The smallest request-head limit hyper accepts (its initial read buffer).
+const MIN_HEADER_BYTES: usize = 8 << 10;
+
 /// The settings a `--config` file may hold: every flag but `--config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -147,6 +150,12 @@ impl Cli {
             file.apply(&mut cli, &unset)
                 .with_context(|| format!("config file {} is invalid", path.display()))?;
         }
+        // hyper's read buffer cannot be smaller than its initial size.
+        anyhow::ensure!(
+            cli.max_header_bytes >= MIN_HEADER_BYTES,
+            "--max-header-bytes must be at least {MIN_HEADER_BYTES} bytes (8KiB), got {}",
+            cli.max_header_bytes
+        );
         if unset("metrics_listen")
             && let Ok(port) = std::env::var("METRICS_PORT")
         {
@@ -390,6 +399,16 @@ mod tests {
                 "config file {path} is invalid: key `max-memory`: \"lots\" is not a size such as 65536, 64KiB or 16MiB"
             )
         );
+    }
+
+    #[test]
+    fn a_request_head_limit_below_hypers_buffer_is_refused() {
+        let err = Cli::load_from(["promwasm", "--max-header-bytes", "1KiB"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-header-bytes must be at least 8192 bytes (8KiB), got 1024"
+        );
+        assert!(Cli::load_from(["promwasm", "--max-header-bytes", "8KiB"]).is_ok());
     }
 
     #[test]
