@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use promwasm::app::{App, MetricOptions};
 use promwasm::families::Families;
 use promwasm::guest_metrics::Update;
-use promwasm::metrics::{self, RequestLabels, UNMATCHED_PATH};
+use promwasm::metrics::{self, RequestLabels};
 use promwasm::routes::Dispatch;
 use promwasm::runtime::CallStats;
 use promwasm::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind, Route};
@@ -165,8 +165,7 @@ impl Native {
         let status = response.status().as_u16();
         let tracked = route.is_none_or(|index| routes[index].track);
         if let (Some(http), true) = (&self.app.http, tracked) {
-            let path =
-                route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
+            let path = route.map_or_else(metrics::unmatched_path, |i| routes[i].template.clone());
             http.observe(
                 &RequestLabels {
                     method,

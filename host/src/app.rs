@@ -61,7 +61,7 @@ impl Loaded {
         let app = App::new(&manifest, families, options)
             .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
         let name = origin.display().to_string();
-        families.component.serving(&name, &sha256_hex(bytes));
+        families.component.serving(&name, &guest.sha256);
         tracing::info!(
             component = %name,
             routes = ?app.router.routes().iter().map(|r| &*r.template).collect::<Vec<_>>(),
@@ -70,14 +70,6 @@ impl Loaded {
         );
         Ok(Loaded { guest, app })
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Host settings that shape the registered families.

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::ReasonLabels;
+
 /// Label value that replaces a guest series' labels once its family holds
 /// as many series as the cardinality cap allows.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
@@ -195,11 +197,6 @@ impl SharedFamily {
             _ => {}
         }
     }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]

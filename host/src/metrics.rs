@@ -32,6 +32,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// all of them, so unknown paths cannot grow the label set.
 pub const UNMATCHED_PATH: &str = "<unmatched>";
 
+/// `UNMATCHED_PATH` as a label value, shared so a 404 allocates nothing.
+pub fn unmatched_path() -> Arc<str> {
+    static PATH: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| Arc::from(UNMATCHED_PATH));
+    PATH.clone()
+}
+
 /// prometheus-flask-exporter's default latency buckets.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

@@ -275,7 +275,7 @@ impl Runtime {
     /// (wasmtime's version and settings), and it carries the sha256 of its
     /// own payload: an entry whose digest does not match is rebuilt, never
     /// handed to `Component::deserialize`, which trusts its input.
-    fn compile(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Component> {
+    fn compile(&self, bytes: &[u8], sha256: &str, origin: &Path) -> wasmtime::Result<Component> {
         let compile = || {
             Component::new(&self.engine, bytes).with_context(|| {
                 format!("{} is not a valid WebAssembly component", origin.display())
@@ -288,11 +288,7 @@ impl Runtime {
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
-        let entry = dir.join(format!(
-            "{}-{:016x}.cwasm",
-            hex(&Sha256::digest(bytes)),
-            engine_hash.finish()
-        ));
+        let entry = dir.join(format!("{}-{:016x}.cwasm", sha256, engine_hash.finish()));
         match std::fs::read(&entry) {
             Ok(data) if data.len() > 32 && Sha256::digest(&data[32..])[..] == data[..32] => {
                 // SAFETY: the payload is exactly what `serialize` wrote for
@@ -339,7 +335,8 @@ impl Runtime {
     /// Compiles a component and links it, ready to instantiate. `origin`
     /// names it in errors.
     pub fn load(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Guest> {
-        let component = self.compile(bytes, origin)?;
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(bytes, &sha256, origin)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -352,6 +349,7 @@ impl Runtime {
             .and_then(RouteHandlerPre::new)
             .with_context(|| format!("{} does not export promwasm:app/handler", origin.display()))?;
         Ok(Guest {
+            sha256,
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
@@ -364,6 +362,8 @@ impl Runtime {
 /// instance reuse, an instance that has served fewer than the allowed
 /// number of requests.
 pub struct Guest {
+    /// Lower-case hex sha256 of the component's bytes.
+    pub sha256: String,
     engine: Engine,
     pre: RouteHandlerPre<HostState>,
     limits: Limits,

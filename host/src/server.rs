@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::app::{Loaded, MetricOptions};
 use crate::families::Families;
-use crate::metrics::{self, Format, RequestLabels, UNMATCHED_PATH};
+use crate::metrics::{self, Format, RequestLabels};
 use crate::routes::Dispatch;
 use crate::runtime::{CallError, Runtime, types};
 
@@ -164,8 +164,7 @@ impl Server {
         let status = response.status().as_u16();
         let tracked = route.is_none_or(|index| routes[index].track);
         if let (Some(http), true) = (&loaded.app.http, tracked) {
-            let path =
-                route.map_or_else(|| Arc::from(UNMATCHED_PATH), |i| routes[i].template.clone());
+            let path = route.map_or_else(metrics::unmatched_path, |i| routes[i].template.clone());
             http.observe(
                 &RequestLabels {
                     method,
