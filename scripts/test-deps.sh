@@ -16,7 +16,7 @@ if ((${#missing[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update
-  $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus wrk
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus wrk
 fi
 
 if ! command -v cargo-component >/dev/null; then
