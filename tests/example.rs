@@ -38,6 +38,18 @@ fn behaviour_table() {
         ("/even?num=3", 200, "false"),
         ("/even?num=2.5", 200, "false"),
         ("/even?num=-4", 200, "true"),
+        // The query is decoded as Flask decodes it, and surrounding
+        // whitespace ignored as Python's float() ignores it.
+        ("/square?num=%32%30", 200, "400.0"),
+        ("/square?num=%2B4", 200, "16.0"),
+        ("/square?num=+4", 200, "16.0"),
+        ("/square?n%75m=3", 200, "9.0"),
+        ("/even?num=%34", 200, "true"),
+        (
+            "/square?num=%zz",
+            400,
+            "Request parameter 'num' is not a number: '%zz'",
+        ),
         ("/square", 400, "Missing request parameter 'num'!"),
         ("/square?num=", 400, "Missing request parameter 'num'!"),
         ("/even", 400, "Missing request parameter 'num'!"),

@@ -388,7 +388,7 @@ fn client_controlled_labels_are_capped() {
     assert_eq!(
         s.get(
             "promwasm_metric_overflow_updates_total",
-            &[("metric", "fixture_hits")]
+            &[("metric", "fixture_hits"), ("reason", "series_cap")]
         ),
         Some((USERS - CAP) as f64)
     );

@@ -11,7 +11,10 @@ wit_bindgen::generate!({
     world: "route-handler",
 });
 
+mod params;
+
 use exports::promwasm::app::handler::Guest;
+use params::num_param;
 use promwasm::app::metrics;
 use promwasm::app::types::{
     HostMeasure, HostMetric, Manifest, Metric, MetricKind, Request, Response, Route,
@@ -128,27 +131,6 @@ fn authenticate(request: &Request) -> Result<(), String> {
         .map_or("anonymous", |(_, value)| value.as_str());
     metrics::counter_add(TOTAL_AUTHS, &[user.to_string()], 1.0)
         .map_err(|e| format!("flask_app_total_auths: {e:?}"))
-}
-
-/// Reads the `num` query parameter as a finite float.
-fn num_param(query: &str) -> Result<f64, String> {
-    let raw = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| *key == "num")
-        .map(|(_, value)| value)
-        .unwrap_or("");
-    if raw.is_empty() {
-        return Err("Missing request parameter 'num'!".to_string());
-    }
-    let num: f64 = raw
-        .parse()
-        .map_err(|_| format!("Request parameter 'num' is not a number: '{raw}'"))?;
-    if num.is_finite() {
-        Ok(num)
-    } else {
-        Err(format!("Request parameter 'num' must be finite, got '{raw}'"))
-    }
 }
 
 export!(App);

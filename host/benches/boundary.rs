@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
 use ::promwasm::families::Families;
-use ::promwasm::guest_metrics::Update;
+use ::promwasm::guest_metrics::{SeriesLimits, Update};
 use ::promwasm::metrics::{Format, RequestLabels};
 use ::promwasm::runtime::{CallStats, Guest, Limits, Runtime, types};
 use ::promwasm::server;
@@ -82,7 +82,10 @@ fn example_app(families: &Families, manifest: &types::Manifest, series_cap: usiz
         families,
         MetricOptions {
             default_metrics: true,
-            series_cap,
+            series: SeriesLimits {
+                cap: series_cap,
+                ..SeriesLimits::default()
+            },
         },
     )
     .expect("the example's manifest is valid")

@@ -27,24 +27,29 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use promwasm::app::{App, MetricOptions};
+use promwasm::guest_metrics::SeriesLimits;
 use promwasm::families::Families;
 use promwasm::guest_metrics::Update;
 use promwasm::metrics::{self, RequestLabels};
 use promwasm::routes::Dispatch;
 use promwasm::runtime::CallStats;
 use promwasm::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind, Route};
-use promwasm::server::{self, strip_body, text};
+use promwasm::server::{self, ClientLimits, strip_body, text};
+
+/// The example guest's own parsing of its query, compiled natively.
+#[path = "../../guest/src/params.rs"]
+mod params;
+use params::num_param;
 
 /// The example guest's crate version, the `version` of `flask_app_info`.
 const APP_VERSION: &str = "0.1.0";
@@ -122,7 +127,7 @@ fn manifest() -> Manifest {
 struct Native {
     app: App,
     families: Families,
-    max_body: usize,
+    limits: ClientLimits,
 }
 
 impl Native {
@@ -186,32 +191,7 @@ impl Native {
         index: usize,
     ) -> Result<Response<Bytes>, Response<Bytes>> {
         let (parts, body) = request.into_parts();
-        let too_large = || {
-            self.families.rejections.inc("body_too_large");
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body larger than {} bytes", self.max_body),
-            )
-        };
-        let declared_len = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared_len.is_some_and(|len| len > self.max_body as u64) {
-            return Err(too_large());
-        }
-        match Limited::new(body, self.max_body).collect().await {
-            Ok(_) => {}
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(_) => {
-                self.families.rejections.inc("body_read_error");
-                return Err(text(
-                    StatusCode::BAD_REQUEST,
-                    "Request body could not be read",
-                ));
-            }
-        }
+        server::read_body(&self.families, &self.limits, &parts.headers, body).await?;
 
         let _in_progress = self.app.in_progress[index].enter();
         let call_start = Instant::now();
@@ -234,13 +214,13 @@ impl Native {
     /// The example app's `handle`, natively.
     fn app_handler(&self, parts: &hyper::http::request::Parts, index: usize) -> Response<Bytes> {
         let metrics = &self.app.guest_metrics;
-        // authenticate(): the first `user` header whose value is a visible
-        // ASCII string (the host drops the others before the guest sees them).
+        // authenticate(): the first `user` header whose value is UTF-8 (the
+        // host drops the others before the guest sees them).
         let user = parts
             .headers
             .get_all("user")
             .iter()
-            .find_map(|v| v.to_str().ok())
+            .find_map(server::utf8_value)
             .unwrap_or("anonymous");
         if metrics
             .update(TOTAL_AUTHS, Update::CounterAdd, vec![user.to_string()], 1.0)
@@ -293,29 +273,6 @@ impl Native {
     }
 }
 
-/// The `num` query parameter as a finite float (guest/src/lib.rs `num_param`).
-fn num_param(query: &str) -> Result<f64, String> {
-    let raw = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| *key == "num")
-        .map(|(_, value)| value)
-        .unwrap_or("");
-    if raw.is_empty() {
-        return Err("Missing request parameter 'num'!".to_string());
-    }
-    let num: f64 = raw
-        .parse()
-        .map_err(|_| format!("Request parameter 'num' is not a number: '{raw}'"))?;
-    if num.is_finite() {
-        Ok(num)
-    } else {
-        Err(format!(
-            "Request parameter 'num' must be finite, got '{raw}'"
-        ))
-    }
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tokio::runtime::Builder::new_multi_thread()
@@ -328,14 +285,20 @@ fn main() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     let options = MetricOptions {
         default_metrics: !cli.no_default_metrics,
-        series_cap: cli.series_cap,
+        series: SeriesLimits {
+            cap: cli.series_cap,
+            ..SeriesLimits::default()
+        },
     };
     let families = Families::new();
     let app = App::new(&manifest(), &families, options)?;
     let native = Arc::new(Native {
         app,
         families,
-        max_body: cli.max_body,
+        limits: ClientLimits {
+            max_body: cli.max_body,
+            ..ClientLimits::default()
+        },
     });
 
     let listener = TcpListener::bind(cli.listen)
@@ -344,11 +307,7 @@ async fn run(cli: Cli) -> Result<()> {
     println!("listening on http://{}", listener.local_addr()?);
 
     // promwasm's connection settings (its defaults for the limits).
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(64 << 10);
+    let builder = native.limits.http1_builder();
     let graceful = GracefulShutdown::new();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::families::{Families, Shared, Spec};
-use crate::guest_metrics::{GuestMetrics, Kind};
+use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits};
 use crate::metrics::{HttpMetrics, InProgress, RouteRuntime};
 use crate::routes::{RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, Manifest, MetricKind};
@@ -76,8 +76,8 @@ impl Loaded {
 #[derive(Clone, Copy, Debug)]
 pub struct MetricOptions {
     pub default_metrics: bool,
-    /// Series per guest family before updates go to the overflow series.
-    pub series_cap: usize,
+    /// What bounds each guest family's series.
+    pub series: SeriesLimits,
 }
 
 impl App {
@@ -221,7 +221,7 @@ impl App {
                 .collect(),
             guest_metrics: Arc::new(GuestMetrics::new(
                 guest,
-                options.series_cap,
+                options.series,
                 families.misuse.clone(),
             )),
         })

@@ -11,7 +11,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
+use crate::guest_metrics::SeriesLimits;
 use crate::runtime::Limits;
+use crate::server::ClientLimits;
 
 /// Serves the HTTP routes of a WebAssembly component (the
 /// promwasm:app/route-handler world) and records Prometheus metrics for every
@@ -67,6 +69,11 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Time a client has to send the request body, from the end of the head;
+    /// past it the request is answered 408 and the connection closed.
+    #[arg(long, env = "PROMWASM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// Requests one guest instance may serve before it is dropped. 1 (the
     /// default) gives every request a fresh instance; above 1, guest globals
     /// and memory live across the requests an instance serves.
@@ -79,8 +86,13 @@ pub struct Cli {
 
     /// Series a guest-declared metric family may hold; updates past it go to
     /// one overflow series whose label values are `__overflow__`.
-    #[arg(long, env = "PROMWASM_SERIES_CAP", default_value_t = 2000)]
+    #[arg(long, env = "PROMWASM_SERIES_CAP", default_value_t = SeriesLimits::default().cap)]
     pub series_cap: usize,
+
+    /// Longest label value, in bytes, a guest metric update may create a
+    /// series with; an update with a longer one goes to the overflow series.
+    #[arg(long, env = "PROMWASM_MAX_LABEL_VALUE_BYTES", default_value_t = SeriesLimits::default().max_value_bytes)]
+    pub max_label_value_bytes: usize,
 
     /// Do not record the default HTTP families (prometheus-flask-exporter's
     /// `export_defaults=False`).
@@ -114,9 +126,11 @@ struct FileConfig {
     max_response_body: Option<String>,
     max_header_bytes: Option<String>,
     header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     max_instances: Option<u32>,
     instance_reuse: Option<u32>,
     series_cap: Option<usize>,
+    max_label_value_bytes: Option<usize>,
     no_default_metrics: Option<bool>,
     drain_timeout: Option<String>,
     cache_dir: Option<PathBuf>,
@@ -177,6 +191,26 @@ impl Cli {
             max_instances: self.max_instances,
             max_response_body: self.max_response_body,
             instance_reuse: self.instance_reuse,
+        }
+    }
+}
+
+impl Cli {
+    /// The limits on what a client sends.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            max_body: self.max_body,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
+
+    /// What bounds each guest family's series.
+    pub fn series_limits(&self) -> SeriesLimits {
+        SeriesLimits {
+            cap: self.series_cap,
+            max_value_bytes: self.max_label_value_bytes,
         }
     }
 }
@@ -255,6 +289,14 @@ impl FileConfig {
             &mut cli.instance_reuse,
         );
         take("series_cap", unset, self.series_cap, &mut cli.series_cap);
+        take(
+            "max_label_value_bytes",
+            unset,
+            self.max_label_value_bytes,
+            &mut cli.max_label_value_bytes,
+        );
+        let value = parsed(self.body_read_timeout, "body_read_timeout", duration)?;
+        take("body_read_timeout", unset, value, &mut cli.body_read_timeout);
         take(
             "cache_dir",
             unset,
@@ -435,6 +477,11 @@ mod tests {
             format!("{:?}", cli.limits()),
             format!("{:?}", Limits::default())
         );
+        assert_eq!(
+            format!("{:?}", cli.client_limits()),
+            format!("{:?}", ClientLimits::default())
+        );
+        assert_eq!(cli.series_limits(), SeriesLimits::default());
     }
 
     #[test]

@@ -168,7 +168,7 @@ fn names(name: &str, spec: &Spec) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest_metrics::{GuestMetrics, Update};
+    use crate::guest_metrics::{GuestMetrics, SeriesLimits, Update};
 
     fn counter(labels: &[&str]) -> Spec {
         Spec::Guest {
@@ -184,8 +184,11 @@ mod tests {
             let Some(Shared::Guest(family)) = shared.into_iter().next() else {
                 panic!("not a guest family");
             };
-            let metrics =
-                GuestMetrics::new(vec![("hits".into(), family)], 10, families.misuse.clone());
+            let metrics = GuestMetrics::new(
+                vec![("hits".into(), family)],
+                SeriesLimits::default(),
+                families.misuse.clone(),
+            );
             metrics
                 .update(0, Update::CounterAdd, vec!["ann".into()], 1.0)
                 .unwrap();

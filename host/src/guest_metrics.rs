@@ -200,8 +200,36 @@ impl SharedFamily {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct MetricLabels {
+struct OverflowLabels {
     metric: Arc<str>,
+    /// [`SERIES_CAP`] or [`VALUE_TOO_LONG`].
+    reason: &'static str,
+}
+
+/// Overflow reason: the family already held as many series as the cap allows.
+const SERIES_CAP: &str = "series_cap";
+/// Overflow reason: a label value was longer than the per-value limit.
+const VALUE_TOO_LONG: &str = "value_too_long";
+
+/// What bounds the series of one guest family: how many there may be, and
+/// how large each label value may be. Both are needed: the cap alone lets a
+/// client make each of its series as large as the request head allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Series per family before updates go to the overflow series.
+    pub cap: usize,
+    /// Longest label value, in bytes, a guest update may create a series
+    /// with; longer ones go to the overflow series.
+    pub max_value_bytes: usize,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits {
+            cap: 2000,
+            max_value_bytes: 128,
+        }
+    }
 }
 
 /// Host counters that account for the guest's refused and overflowing
@@ -209,7 +237,7 @@ struct MetricLabels {
 #[derive(Clone, Debug)]
 pub struct Misuse {
     update_errors: Family<ReasonLabels, Counter>,
-    overflows: Family<MetricLabels, Counter>,
+    overflows: Family<OverflowLabels, Counter>,
 }
 
 impl Misuse {
@@ -225,7 +253,7 @@ impl Misuse {
         );
         registry.register(
             "promwasm_metric_overflow_updates",
-            "Guest metric updates recorded in the overflow series because the family reached its series cap",
+            "Guest metric updates recorded in the overflow series: the family reached its series cap, or a label value was too long",
             misuse.overflows.clone(),
         );
         misuse
@@ -290,14 +318,14 @@ struct GuestMetric {
 #[derive(Debug)]
 pub struct GuestMetrics {
     metrics: Vec<GuestMetric>,
-    series_cap: usize,
+    limits: SeriesLimits,
     misuse: Misuse,
 }
 
 impl GuestMetrics {
     /// `metrics` are the declared families in manifest order, each with its
     /// name.
-    pub fn new(metrics: Vec<(String, SharedFamily)>, series_cap: usize, misuse: Misuse) -> Self {
+    pub fn new(metrics: Vec<(String, SharedFamily)>, limits: SeriesLimits, misuse: Misuse) -> Self {
         GuestMetrics {
             metrics: metrics
                 .into_iter()
@@ -306,7 +334,7 @@ impl GuestMetrics {
                     family,
                 })
                 .collect(),
-            series_cap,
+            limits,
             misuse,
         }
     }
@@ -388,8 +416,8 @@ impl GuestMetrics {
     }
 
     /// Runs `f` on the series for `values`: an existing series, a new one
-    /// while the family is under the cap, and the family's overflow series
-    /// past it.
+    /// while the family is under the cap and every value within the length
+    /// limit, and the family's overflow series otherwise.
     fn with_series<M, C>(
         &self,
         metric: &GuestMetric,
@@ -401,6 +429,9 @@ impl GuestMetrics {
         M: Clone,
         C: MetricConstructor<M>,
     {
+        if values.iter().any(|v| v.len() > self.limits.max_value_bytes) {
+            return self.overflow(metric, family, VALUE_TOO_LONG, f);
+        }
         let labels = GuestLabels {
             names: metric.family.labels.clone(),
             values: values.into(),
@@ -418,16 +449,33 @@ impl GuestMetrics {
             f(&series);
             return Ok(());
         }
-        if *created < self.series_cap {
+        if *created < self.limits.cap {
             *created += 1;
             f(&family.get_or_create(&labels));
             return Ok(());
         }
         drop(created);
+        self.overflow(metric, family, SERIES_CAP, f)
+    }
+
+    /// Records the update in the family's overflow series (label values
+    /// `__overflow__`) and counts why.
+    fn overflow<M, C>(
+        &self,
+        metric: &GuestMetric,
+        family: &Family<GuestLabels, M, C>,
+        reason: &'static str,
+        f: impl FnOnce(&M),
+    ) -> Result<(), UpdateError>
+    where
+        M: Clone,
+        C: MetricConstructor<M>,
+    {
         self.misuse
             .overflows
-            .get_or_create(&MetricLabels {
+            .get_or_create(&OverflowLabels {
                 metric: metric.name.clone(),
+                reason,
             })
             .inc();
         let overflow = GuestLabels {
@@ -444,7 +492,7 @@ mod tests {
     use super::*;
     use crate::metrics::Format;
 
-    fn guest_metrics(cap: usize) -> (Registry, GuestMetrics) {
+    fn guest_metrics(limits: SeriesLimits) -> (Registry, GuestMetrics) {
         let mut registry = Registry::default();
         let misuse = Misuse::register(&mut registry);
         let declared = [
@@ -462,12 +510,12 @@ mod tests {
             (name.to_string(), family)
         })
         .collect();
-        (registry, GuestMetrics::new(declared, cap, misuse))
+        (registry, GuestMetrics::new(declared, limits, misuse))
     }
 
     #[test]
     fn refuses_misuse_and_counts_it() {
-        let (registry, m) = guest_metrics(10);
+        let (registry, m) = guest_metrics(SeriesLimits::default());
         let user = || vec!["john".to_string()];
         assert_eq!(
             m.update(9, Update::CounterAdd, user(), 1.0),
@@ -518,7 +566,10 @@ mod tests {
 
     #[test]
     fn caps_series_and_keeps_sums_exact() {
-        let (registry, m) = guest_metrics(3);
+        let (registry, m) = guest_metrics(SeriesLimits {
+            cap: 3,
+            ..SeriesLimits::default()
+        });
         for i in 0..10 {
             m.update(0, Update::CounterAdd, vec![format!("u{i}")], 1.0)
                 .unwrap();
@@ -539,8 +590,50 @@ mod tests {
             ]
         );
         assert!(
-            text.contains("promwasm_metric_overflow_updates_total{metric=\"auths\"} 7\n"),
+            text.contains(
+                "promwasm_metric_overflow_updates_total{metric=\"auths\",reason=\"series_cap\"} 7\n"
+            ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn long_label_values_go_to_the_overflow_series() {
+        let (registry, m) = guest_metrics(SeriesLimits {
+            cap: 10,
+            max_value_bytes: 4,
+        });
+        // Bytes, not characters: "josé" is 5 bytes.
+        for user in ["abcd", "abcde", "josé", "日本", "abcd"] {
+            m.update(0, Update::CounterAdd, vec![user.to_string()], 1.0)
+                .unwrap();
+        }
+        let text = Format::Text.encode(&registry);
+        let mut series: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("auths_total{"))
+            .collect();
+        series.sort_unstable();
+        assert_eq!(
+            series,
+            [
+                "auths_total{user=\"__overflow__\"} 3.0",
+                "auths_total{user=\"abcd\"} 2.0",
+            ]
+        );
+        assert!(
+            text.contains(
+                "promwasm_metric_overflow_updates_total{metric=\"auths\",reason=\"value_too_long\"} 3\n"
+            ),
+            "{text}"
+        );
+        // A long value takes no place under the cap.
+        for i in 0..9 {
+            m.update(0, Update::CounterAdd, vec![format!("u{i}")], 1.0)
+                .unwrap();
+        }
+        let text = Format::Text.encode(&registry);
+        assert!(text.contains("auths_total{user=\"u8\"} 1.0\n"), "{text}");
+        assert!(!text.contains("reason=\"series_cap\""), "{text}");
     }
 }

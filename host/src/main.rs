@@ -16,7 +16,7 @@ use promwasm::app::{Loaded, MetricOptions};
 use promwasm::config::Cli;
 use promwasm::families::Families;
 use promwasm::runtime::Runtime;
-use promwasm::server::{self, ClientLimits, Role, Server};
+use promwasm::server::{self, Role, Server};
 
 fn main() -> ExitCode {
     let cli = match Cli::load() {
@@ -74,7 +74,7 @@ async fn run(cli: Cli) -> Result<()> {
     let families = Families::new();
     let options = MetricOptions {
         default_metrics: !cli.no_default_metrics,
-        series_cap: cli.series_cap,
+        series: cli.series_limits(),
     };
     let loaded = Loaded::load(&runtime, &families, &bytes, &origin, options).await?;
 
@@ -98,6 +98,8 @@ async fn run(cli: Cli) -> Result<()> {
         max_instances = cli.max_instances,
         instance_reuse = cli.instance_reuse,
         series_cap = cli.series_cap,
+        max_label_value_bytes = cli.max_label_value_bytes,
+        body_read_timeout = ?cli.body_read_timeout,
         "limits"
     );
 
@@ -107,11 +109,7 @@ async fn run(cli: Cli) -> Result<()> {
         current: ArcSwap::from_pointee(loaded),
         component_file: cli.component.clone(),
         options,
-        limits: ClientLimits {
-            max_body: cli.max_body,
-            header_read_timeout: cli.header_read_timeout,
-            max_header_bytes: cli.max_header_bytes,
-        },
+        limits: cli.client_limits(),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();

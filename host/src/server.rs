@@ -36,8 +36,42 @@ pub struct ClientLimits {
     pub max_body: usize,
     /// Time a client has to send the request head.
     pub header_read_timeout: Duration,
+    /// Time a client has to send the request body, from the end of the head.
+    pub body_read_timeout: Duration,
     /// hyper's read buffer, which bounds the request head: past it, 431.
     pub max_header_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        ClientLimits {
+            max_body: 1 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+impl ClientLimits {
+    /// The HTTP/1 connection settings that enforce these limits.
+    ///
+    /// `half_close`: without it hyper takes an end of the client's stream
+    /// while a request is in flight for an abandoned connection and drops
+    /// the request, so a client that pipelines requests and then shuts its
+    /// write side (as `nc -q 1` does) loses the answers to the last ones,
+    /// which were received whole. The time such a request may take is still
+    /// bounded by the body and guest timeouts.
+    pub fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes)
+            .half_close(true);
+        builder
+    }
 }
 
 /// Everything a request needs, shared by all connections.
@@ -195,33 +229,7 @@ impl Server {
         method: &'static str,
     ) -> Result<Response<Body>, Response<Body>> {
         let (parts, body) = request.into_parts();
-        let too_large = || {
-            self.families.rejections.inc("body_too_large");
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body larger than {} bytes", self.limits.max_body),
-            )
-        };
-        let declared_len = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared_len.is_some_and(|len| len > self.limits.max_body as u64) {
-            return Err(too_large());
-        }
-        let body = match Limited::new(body, self.limits.max_body).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
-                self.families.rejections.inc("body_read_error");
-                tracing::debug!(error = %e, "reading a request body failed");
-                return Err(text(
-                    StatusCode::BAD_REQUEST,
-                    "Request body could not be read",
-                ));
-            }
-        };
+        let body = read_body(&self.families, &self.limits, &parts.headers, body).await?;
         let guest_request = guest_request(&parts, index as u32, body);
 
         let (outcome, stats) = {
@@ -265,6 +273,69 @@ impl Server {
     fn scrape(&self, request: &Request<Incoming>) -> Response<Body> {
         scrape(&self.families, request)
     }
+
+}
+
+/// Reads a request body within the client limits. `Err` is the answer to a
+/// body refused (413, 408 or 400), already counted in
+/// `promwasm_http_rejected_total`.
+pub async fn read_body(
+    families: &Families,
+    limits: &ClientLimits,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Response<Body>> {
+    let refuse = |reason: &'static str, status: StatusCode, message: String| {
+        families.rejections.inc(reason);
+        let mut response = text(status, message);
+        // The rest of a body not read may still be on its way: a connection
+        // left open would read it as the next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    let too_large = || {
+        refuse(
+            "body_too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body larger than {} bytes", limits.max_body),
+        )
+    };
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|len| len > limits.max_body as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(body, limits.max_body).collect();
+    match tokio::time::timeout(limits.body_read_timeout, body).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "reading a request body failed");
+            Err(refuse(
+                "body_read_error",
+                StatusCode::BAD_REQUEST,
+                "Request body could not be read".to_string(),
+            ))
+        }
+        Err(_) => Err(refuse(
+            "body_timeout",
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "Request body not received within {}",
+                humantime::format_duration(limits.body_read_timeout)
+            ),
+        )),
+    }
+}
+
+/// A header value as the guest sees it: any valid UTF-8, not only the
+/// visible ASCII that `HeaderValue::to_str` accepts; `None` otherwise.
+pub fn utf8_value(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
 }
 
 /// Answers a scrape of `/metrics` in the format the `Accept` header asks for.
@@ -293,7 +364,7 @@ pub fn scrape<B>(families: &Families, request: &Request<B>) -> Response<Body> {
 }
 
 /// The guest's view of a request: header values that are not UTF-8 are
-/// left out.
+/// left out (valid UTF-8, `user: josé` say, is passed on).
 pub fn guest_request(
     parts: &hyper::http::request::Parts,
     route: u32,
@@ -308,7 +379,7 @@ pub fn guest_request(
             .headers
             .iter()
             .filter_map(|(name, value)| {
-                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+                Some((name.as_str().to_string(), utf8_value(value)?.to_string()))
             })
             .collect(),
         body: body.into(),
@@ -373,11 +444,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.limits.header_read_timeout)
-        .max_buf_size(server.limits.max_header_bytes);
+    let builder = server.limits.http1_builder();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
