@@ -21,6 +21,8 @@ fn main() {
     for watched in [
         "wit",
         "guest/src",
+        "seed/src",
+        "seed/Cargo.toml",
         "guest/Cargo.toml",
         "guest/Cargo.lock",
         "guest/.cargo",

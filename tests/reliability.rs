@@ -440,3 +440,44 @@ fn every_request_gets_a_fresh_instance_unless_reuse_is_asked() {
         Some(9.0)
     );
 }
+
+#[test]
+fn a_full_pool_is_a_503_of_the_route_not_a_rejection() {
+    let app = fixture(&["--max-instances", "1"]);
+    let sleeper = {
+        let url = app.url("/sleep?ms=1500");
+        std::thread::spawn(move || request("GET", &url, &[], b""))
+    };
+    // The one instance slot is taken by the sleeping guest now.
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = app.get("/items/1");
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (503, "Service Unavailable")
+    );
+    let slept = sleeper.join().unwrap();
+    assert_eq!((slept.status, slept.body.as_str()), (200, "slept"));
+    assert_eq!(app.get("/items/2").status, 200);
+
+    let s = app.scrape();
+    assert_eq!(duration_count(&s, "GET", "/items/{id}", "503"), 1.0);
+    assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 1.0);
+    assert_eq!(
+        s.get(
+            "http_request_total",
+            &[("method", "GET"), ("status", "503")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(failures(&s, "/items/{id}", "capacity"), 1.0);
+    // The host's capacity, not the component, failed: no exception, and
+    // not a request refused before routing.
+    assert_eq!(
+        s.get(
+            "http_request_exceptions_total",
+            &[("method", "GET"), ("status", "503")]
+        ),
+        None
+    );
+    assert_eq!(s.series("promwasm_http_rejected_total").len(), 0);
+}

@@ -4,8 +4,8 @@
 //!
 //! 1. `Runtime::handle`: a fresh instance of the example component and one
 //!    call of `/square?num=20`, exactly as the host runs every request.
-//! 2. The same work split into phases (`Guest::timed_fresh_call`: Store::new,
-//!    instantiate, first call, drop), a warm call on a reused instance
+//! 2. The same work split into phases (`Guest::timed_handle`, the same call
+//!    path timed at each step: Store::new, instantiate, first call, drop), a warm call on a reused instance
 //!    (`--instance-reuse`), and the host-side copy of a hyper request into
 //!    the guest's `Request` record.
 //! 3. The metric work per request (auth counter update, default HTTP
@@ -21,14 +21,18 @@ use std::time::{Duration, Instant};
 
 use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
-use ::promwasm::families::Families;
-use ::promwasm::guest_metrics::{SeriesLimits, Update};
-use ::promwasm::metrics::{Format, RequestLabels};
-use ::promwasm::runtime::{CallStats, Guest, Limits, Runtime, types};
-use ::promwasm::server;
+use ::promwasm::component;
+use ::promwasm::exposition::Format;
+use ::promwasm::guest_metrics::SeriesLimits;
+use ::promwasm::labels::RequestLabels;
+use ::promwasm::registry::Families;
+use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Runtime, Update, types};
+use promwasm_seed::{Metric, Route};
 
 /// The route index of `/square` in the example's manifest.
-const ROUTE_SQUARE: u32 = 2;
+const ROUTE_SQUARE: u32 = Route::Square as u32;
+/// The auth counter's handle.
+const TOTAL_AUTHS: u32 = Metric::TotalAuths as u32;
 
 fn main() {
     let iters: usize = std::env::var("BOUNDARY_ITERS")
@@ -47,32 +51,46 @@ fn main() {
         "{:<58} {:>9} {:>9} {:>9} {:>10}",
         "what (per request)", "mean µs", "median µs", "p99 µs", "faults/req"
     );
-    let runtime = Runtime::new(Limits::default(), None)
-        .expect("runtime")
-        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
-        .expect("load");
-    let manifest = rt.block_on(runtime.describe()).expect("describe");
+    let manifest = rt
+        .block_on(load(Limits::default()).describe())
+        .expect("describe");
     rt.block_on(async {
-        runtime_handle(&runtime, &manifest, iters, warmup).await;
+        runtime_handle(&manifest, iters, warmup).await;
         phases(&manifest, iters, warmup).await;
     });
     metrics_work(&manifest, iters, warmup);
     encode_10k(&manifest);
 }
 
+/// The example component, compiled under `limits`.
+fn load(limits: Limits) -> Compiled {
+    Runtime::new(limits, None)
+        .expect("runtime")
+        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
+        .expect("load")
+}
+
+/// The example component serving the families of `app`.
+fn serving(limits: Limits, app: &App) -> Guest {
+    load(limits).serve(app.guest_metrics.clone())
+}
+
+/// The request wrk sends, as hyper parses it.
+fn square_parts() -> hyper::http::request::Parts {
+    hyper::Request::builder()
+        .method("GET")
+        .uri("/square?num=20")
+        .header("host", "127.0.0.1:5000")
+        .header("user", "john")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0
+}
+
 /// The request wrk sends, as the host hands it to the guest.
 fn square_request() -> types::Request {
-    types::Request {
-        method: "GET".into(),
-        path: "/square".into(),
-        query: "num=20".into(),
-        route: ROUTE_SQUARE,
-        headers: vec![
-            ("host".into(), "127.0.0.1:5000".into()),
-            ("user".into(), "john".into()),
-        ],
-        body: vec![],
-    }
+    component::guest_request(&square_parts(), ROUTE_SQUARE, bytes::Bytes::new())
 }
 
 /// The example's families registered as `main.rs` registers them.
@@ -92,11 +110,12 @@ fn example_app(families: &Families, manifest: &types::Manifest, series_cap: usiz
 }
 
 /// 1. What the host does for every guest request.
-async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usize, warmup: usize) {
+async fn runtime_handle(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let families = Families::new();
     let app = example_app(&families, manifest, 2000);
+    let runtime = serving(Limits::default(), &app);
     let response = runtime
-        .handle(&app.guest_metrics, square_request())
+        .handle(square_request())
         .await
         .0
         .expect("handle");
@@ -110,7 +129,7 @@ async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usiz
         }
         let request = square_request();
         let start = Instant::now();
-        let (response, stats) = runtime.handle(&app.guest_metrics, request).await;
+        let (response, stats) = runtime.handle(request).await;
         let elapsed = start.elapsed();
         black_box((response.expect("handle"), stats));
         if i >= warmup {
@@ -118,7 +137,7 @@ async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usiz
         }
     }
     report(
-        "Runtime::handle: fresh instance + call (the host's path)",
+        "Guest::handle: fresh instance + call (the host's path)",
         &mut times,
         faults.per(iters),
     );
@@ -126,13 +145,9 @@ async fn runtime_handle(runtime: &Guest, manifest: &types::Manifest, iters: usiz
 
 /// 2. The fresh-instance path split into phases, and a warm call.
 async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
-    let guest = Runtime::new(Limits::default(), None)
-        .expect("runtime")
-        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
-        .expect("load");
     let families = Families::new();
     let app = example_app(&families, manifest, 2000);
-    let metrics = app.guest_metrics.clone();
+    let guest = serving(Limits::default(), &app);
 
     let n = warmup + iters;
     let mut t_store = Vec::with_capacity(n);
@@ -142,10 +157,8 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_total = Vec::with_capacity(n);
     for _ in 0..n {
         let request = square_request();
-        let phases = guest
-            .timed_fresh_call(&metrics, &request)
-            .await
-            .expect("call");
+        let (response, _, phases) = guest.timed_handle(request).await;
+        black_box(response.expect("call"));
         t_store.push(phases.new_store);
         t_inst.push(phases.instantiate);
         t_call.push(phases.call);
@@ -154,20 +167,17 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     }
     // Warm: one instance serving request after request, as with
     // `--instance-reuse` (no isolation between requests).
-    let reusing = Runtime::new(
+    let reusing = serving(
         Limits {
             instance_reuse: u32::MAX,
             ..Limits::default()
         },
-        None,
-    )
-    .expect("runtime")
-    .load(EXAMPLE_COMPONENT, Path::new("<example>"))
-    .expect("load");
+        &app,
+    );
     let mut t_warm = Vec::with_capacity(iters);
     for _ in 0..warmup {
         reusing
-            .handle(&metrics, square_request())
+            .handle(square_request())
             .await
             .0
             .expect("response");
@@ -176,7 +186,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     for _ in 0..iters {
         let request = square_request();
         let t = Instant::now();
-        let (response, _) = reusing.handle(&metrics, request).await;
+        let (response, _) = reusing.handle(request).await;
         t_warm.push(t.elapsed());
         black_box(response.expect("response"));
     }
@@ -219,18 +229,11 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     );
 
     // The host-side marshalling before the call: hyper request -> record.
-    let http_request = hyper::Request::builder()
-        .method("GET")
-        .uri("/square?num=20")
-        .header("host", "127.0.0.1:5000")
-        .header("user", "john")
-        .body(())
-        .expect("request");
-    let (parts, ()) = http_request.into_parts();
+    let parts = square_parts();
     let mut t_marshal = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let t = Instant::now();
-        let request = server::guest_request(&parts, ROUTE_SQUARE, bytes::Bytes::new());
+        let request = component::guest_request(&parts, ROUTE_SQUARE, bytes::Bytes::new());
         let elapsed = t.elapsed();
         black_box(request);
         if i >= warmup {
@@ -250,9 +253,10 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let app = example_app(&families, manifest, 2000);
     let runtime_metrics = &families.runtime;
     let http = app.http.as_ref().expect("default metrics on");
+    let square = &app.router.routes()[ROUTE_SQUARE as usize];
     let labels = RequestLabels {
         method: "GET",
-        path: app.router.routes()[ROUTE_SQUARE as usize].template.clone(),
+        path: square.route.template.clone(),
         status: 200,
     };
     let mut t_auth = Vec::with_capacity(iters);
@@ -260,16 +264,15 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_gauge = Vec::with_capacity(iters);
     let mut t_route = Vec::with_capacity(iters);
     let mut t_runtime = Vec::with_capacity(iters);
-    let square = &app.runtime[ROUTE_SQUARE as usize];
     for i in 0..warmup + iters {
         let t0 = Instant::now();
         app.guest_metrics
-            .update(0, Update::CounterAdd, vec!["john".to_string()], 1.0)
+            .update(TOTAL_AUTHS, Update::CounterAdd, vec!["john".to_string()], 1.0)
             .expect("update");
         let t1 = Instant::now();
         http.observe(black_box(&labels), Duration::from_micros(50));
         let t2 = Instant::now();
-        drop(black_box(app.in_progress[ROUTE_SQUARE as usize].enter()));
+        drop(black_box(square.in_progress.enter()));
         let t3 = Instant::now();
         black_box(
             app.router
@@ -277,7 +280,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         );
         let t4 = Instant::now();
         runtime_metrics.observe(
-            square,
+            &square.runtime,
             &CallStats {
                 instantiate: Some(Duration::from_micros(5)),
                 reused: false,
@@ -323,7 +326,7 @@ fn encode_10k(manifest: &types::Manifest) {
     let app = example_app(&families, manifest, 20_000);
     for i in 0..10_000 {
         app.guest_metrics
-            .update(0, Update::CounterAdd, vec![format!("user{i}")], 1.0)
+            .update(TOTAL_AUTHS, Update::CounterAdd, vec![format!("user{i}")], 1.0)
             .expect("update");
     }
     for format in [Format::Text, Format::OpenMetrics] {

@@ -1,20 +1,17 @@
-//! A component's manifest, checked and turned into what the server needs per
-//! request: the router, each route's host-recorded gauges, and the registered
-//! metric families.
+//! A component's manifest, checked and turned into what a request needs:
+//! the router with each route's state, and the registered metric families.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use std::path::Path;
+use anyhow::{Context, Result, bail, ensure};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-
-use crate::families::{Families, Shared, Spec};
 use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits};
-use crate::metrics::{HttpMetrics, InProgress, RouteRuntime};
-use crate::routes::{RouteDecl, Router};
-use crate::runtime::types::{HostMeasure, Manifest, MetricKind};
-use crate::runtime::{Guest, Runtime};
+use crate::http_metrics::{HttpMetrics, InProgress};
+use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
+use crate::routes::{Route, RouteDecl, Router};
+use crate::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind};
+use crate::runtime_metrics::RouteRuntime;
 
 /// Suffixes the exposition formats add to family names; a declared name that
 /// already carries one would read as another family's sample.
@@ -23,53 +20,29 @@ const RESERVED_SUFFIXES: [&str; 6] = ["_total", "_info", "_bucket", "_count", "_
 /// Name prefixes the host keeps for its own families.
 const RESERVED_PREFIXES: [&str; 2] = ["process_", "promwasm_"];
 
+/// What the host keeps per route: the route, the gauges it raises around
+/// each call, and its runtime series, resolved at load so that a request
+/// touches no map.
+#[derive(Debug)]
+pub struct RouteState {
+    pub route: Route,
+    pub in_progress: InProgress,
+    pub runtime: RouteRuntime,
+}
+
+impl AsRef<Route> for RouteState {
+    fn as_ref(&self) -> &Route {
+        &self.route
+    }
+}
+
 /// What the host keeps of a loaded component's declarations.
 #[derive(Debug)]
 pub struct App {
-    pub router: Router,
+    pub router: Router<RouteState>,
     /// The default HTTP families; none when they are turned off.
     pub http: Option<HttpMetrics>,
-    /// Per route, the host-recorded gauges to raise around the guest call.
-    pub in_progress: Vec<InProgress>,
-    /// Per route, its runtime series.
-    pub runtime: Vec<RouteRuntime>,
     pub guest_metrics: Arc<GuestMetrics>,
-}
-
-/// A component ready to serve: its compiled code and what it declared.
-pub struct Loaded {
-    pub guest: Guest,
-    pub app: App,
-}
-
-impl Loaded {
-    /// Compiles `bytes`, asks the component for its manifest and registers
-    /// (or finds) its families. `origin` names the component in errors.
-    pub async fn load(
-        runtime: &Runtime,
-        families: &Families,
-        bytes: &[u8],
-        origin: &Path,
-        options: MetricOptions,
-    ) -> Result<Loaded> {
-        let guest = runtime.load(bytes, origin)?;
-        let manifest = guest
-            .describe()
-            .await
-            .map_err(|e| anyhow!(e))
-            .with_context(|| format!("calling describe on {}", origin.display()))?;
-        let app = App::new(&manifest, families, options)
-            .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
-        let name = origin.display().to_string();
-        families.component.serving(&name, &guest.sha256);
-        tracing::info!(
-            component = %name,
-            routes = ?app.router.routes().iter().map(|r| &*r.template).collect::<Vec<_>>(),
-            prefix = manifest.default_prefix.as_deref().unwrap_or(""),
-            "loaded component"
-        );
-        Ok(Loaded { guest, app })
-    }
 }
 
 /// Host settings that shape the registered families.
@@ -90,142 +63,119 @@ impl App {
             path: &r.path,
             track: r.track,
         }))?;
-
         let prefix = manifest.default_prefix.as_deref();
         if let Some(prefix) = prefix {
             check_name(prefix).with_context(|| format!("default prefix {prefix:?}"))?;
         }
-        let mut taken: HashSet<String> = HttpMetrics::family_names(prefix).into();
-        let mut claim = |name: &str, help: &str| -> Result<()> {
-            check_name(name)?;
-            check_help(help)?;
-            if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
-                bail!(
-                    "the name ends in {suffix:?}, a suffix the host adds by type; declare it without"
-                );
-            }
-            if let Some(reserved) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
-                bail!("names starting with {reserved:?} belong to the host");
-            }
-            ensure!(
-                taken.insert(name.to_string()),
-                "the name is already taken by a default family or another declaration"
-            );
-            Ok(())
-        };
-
-        let mut declarations = Vec::with_capacity(manifest.metrics.len());
-        for m in &manifest.metrics {
-            let mut checked = || -> Result<(Kind, Vec<String>)> {
-                claim(&m.name, &m.help)?;
-                check_labels(&m.labels)?;
-                let kind = match &m.kind {
-                    MetricKind::Counter => Kind::Counter,
-                    MetricKind::Gauge => Kind::Gauge,
-                    MetricKind::Histogram(buckets) => {
-                        check_buckets(buckets)?;
-                        ensure!(
-                            !m.labels.iter().any(|l| l == "le"),
-                            "label \"le\" is the histogram's own"
-                        );
-                        Kind::Histogram(buckets.clone())
-                    }
-                    MetricKind::Info(values) => {
-                        ensure!(
-                            values.len() == m.labels.len(),
-                            "an info metric gives one value per label: {} labels, {} values",
-                            m.labels.len(),
-                            values.len()
-                        );
-                        Kind::Info(values.clone())
-                    }
-                };
-                Ok((kind, m.labels.clone()))
-            };
-            let (kind, labels) = checked().with_context(|| format!("metric {:?}", m.name))?;
-            declarations.push((m.name.clone(), m.help.clone(), Spec::Guest { kind, labels }));
-        }
-
-        let templates: Vec<Arc<str>> = router.routes().iter().map(|r| r.template.clone()).collect();
+        let mut names = Names(HttpMetrics::family_names(prefix).into());
+        let guest = (manifest.metrics.iter())
+            .map(|m| check_metric(m, &mut names).with_context(|| format!("metric {:?}", m.name)))
+            .collect::<Result<Vec<_>>>()?;
         for h in &manifest.host_metrics {
-            let mut checked = || -> Result<()> {
-                claim(&h.name, &h.help)?;
-                if let Some(route) = &h.route {
-                    ensure!(
-                        templates.iter().any(|t| &**t == route),
-                        "route {route:?} is not declared"
-                    );
-                }
-                Ok(())
-            };
-            checked().with_context(|| format!("host metric {:?}", h.name))?;
+            check_host_metric(h, &mut names, &router)
+                .with_context(|| format!("host metric {:?}", h.name))?;
         }
 
         // Everything is checked: only now does the registry change.
-        let guest_count = declarations.len();
-        let mut wanted = declarations;
-        wanted.extend(
-            manifest
-                .host_metrics
-                .iter()
-                .map(|h| (h.name.clone(), h.help.clone(), Spec::InProgress)),
-        );
-        if options.default_metrics {
-            let [duration, ..] = HttpMetrics::family_names(prefix);
-            wanted.push((
-                duration,
-                String::new(),
-                Spec::Http {
-                    prefix: prefix.map(str::to_string),
-                },
-            ));
-        }
-        let names: Vec<String> = wanted.iter().map(|(name, ..)| name.clone()).collect();
-        let mut shared = families.declare(wanted)?.into_iter().zip(names);
-
-        let guest = shared
-            .by_ref()
-            .take(guest_count)
-            .map(|(family, name)| match family {
-                Shared::Guest(family) => (name, family),
-                other => unreachable!("declared a guest family, got {other:?}"),
-            })
-            .collect();
-        let mut in_progress: Vec<Vec<_>> = vec![Vec::new(); templates.len()];
-        for (h, (family, _)) in manifest.host_metrics.iter().zip(shared.by_ref()) {
-            let Shared::InProgress(family) = family else {
-                unreachable!("declared an in-progress family, got {family:?}");
-            };
-            match h.measure {
-                HostMeasure::InProgress => {
-                    for (route, gauge) in in_progress
-                        .iter_mut()
-                        .zip(family.gauges(h.route.as_deref(), &templates))
-                    {
-                        route.extend(gauge);
-                    }
-                }
+        let declared = families.declare(Declarations {
+            guest,
+            in_progress: (manifest.host_metrics.iter())
+                .map(|h| (h.name.clone(), h.help.clone()))
+                .collect(),
+            http: options.default_metrics.then(|| HttpDecl {
+                prefix: prefix.map(str::to_string),
+            }),
+        })?;
+        let router = router.map(|route| {
+            let gauges = (manifest.host_metrics.iter())
+                .zip(&declared.in_progress)
+                .filter_map(|(h, family)| match h.measure {
+                    HostMeasure::InProgress => family.gauge_for(h.route.as_deref(), &route.template),
+                });
+            RouteState {
+                in_progress: gauges.collect(),
+                runtime: families.runtime.for_route(&route.template),
+                route,
             }
-        }
-        let http = shared.next().map(|(family, _)| match family {
-            Shared::Http(http) => http,
-            other => unreachable!("declared the default families, got {other:?}"),
         });
         Ok(App {
             router,
-            http,
-            in_progress: in_progress.into_iter().map(InProgress::from_iter).collect(),
-            runtime: templates
-                .iter()
-                .map(|t| families.runtime.for_route(t))
-                .collect(),
+            http: declared.http,
             guest_metrics: Arc::new(GuestMetrics::new(
-                guest,
+                declared.guest,
                 options.series,
                 families.misuse.clone(),
             )),
         })
     }
+}
+
+/// The family names a manifest has claimed so far, starting with the
+/// default families'.
+struct Names(HashSet<String>);
+
+impl Names {
+    /// Checks a declared family's name and help and claims the name.
+    fn claim(&mut self, name: &str, help: &str) -> Result<()> {
+        check_name(name)?;
+        check_help(help)?;
+        if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
+            bail!("the name ends in {suffix:?}, a suffix the host adds by type; declare it without");
+        }
+        if let Some(reserved) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+            bail!("names starting with {reserved:?} belong to the host");
+        }
+        ensure!(
+            self.0.insert(name.to_string()),
+            "the name is already taken by a default family or another declaration"
+        );
+        Ok(())
+    }
+}
+
+/// Checks one guest metric declaration.
+fn check_metric(m: &Metric, names: &mut Names) -> Result<GuestDecl> {
+    names.claim(&m.name, &m.help)?;
+    check_labels(&m.labels)?;
+    let kind = match &m.kind {
+        MetricKind::Counter => Kind::Counter,
+        MetricKind::Gauge => Kind::Gauge,
+        MetricKind::Histogram(buckets) => {
+            check_buckets(buckets)?;
+            ensure!(
+                !m.labels.iter().any(|l| l == "le"),
+                "label \"le\" is the histogram's own"
+            );
+            Kind::Histogram(buckets.clone())
+        }
+        MetricKind::Info(values) => {
+            ensure!(
+                values.len() == m.labels.len(),
+                "an info metric gives one value per label: {} labels, {} values",
+                m.labels.len(),
+                values.len()
+            );
+            Kind::Info(values.clone())
+        }
+    };
+    Ok(GuestDecl {
+        name: m.name.clone(),
+        help: m.help.clone(),
+        kind,
+        labels: m.labels.clone(),
+    })
+}
+
+/// Checks one host-recorded metric declaration.
+fn check_host_metric(h: &HostMetric, names: &mut Names, router: &Router) -> Result<()> {
+    names.claim(&h.name, &h.help)?;
+    if let Some(route) = &h.route {
+        ensure!(
+            router.routes().iter().any(|r| &*r.template == route),
+            "route {route:?} is not declared"
+        );
+    }
+    Ok(())
 }
 
 /// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -285,4 +235,133 @@ fn check_buckets(buckets: &[f64]) -> Result<()> {
         "bucket bounds must be finite and strictly increasing, got {buckets:?}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::Format;
+    use crate::runtime::types::Route as RouteDecl;
+
+    fn metric(name: &str, help: &str, kind: MetricKind, labels: &[&str]) -> Metric {
+        Metric {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A valid manifest with `extra` declared after a valid counter.
+    fn manifest(extra: Vec<Metric>, host: Vec<HostMetric>) -> Manifest {
+        let mut metrics = vec![metric("good", "Good", MetricKind::Counter, &[])];
+        metrics.extend(extra);
+        Manifest {
+            default_prefix: Some("app".into()),
+            routes: vec![RouteDecl {
+                methods: vec!["GET".into()],
+                path: "/a".into(),
+                track: true,
+            }],
+            metrics,
+            host_metrics: host,
+        }
+    }
+
+    fn refusal(manifest: &Manifest) -> String {
+        let families = Families::new();
+        let options = MetricOptions {
+            default_metrics: true,
+            series: SeriesLimits::default(),
+        };
+        let err = App::new(manifest, &families, options).expect_err("refused");
+        // All or nothing: the valid declarations were not registered either.
+        assert!(!families.encode(Format::Text).contains("good"));
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn every_manifest_refusal_names_its_cause() {
+        use MetricKind::{Counter, Histogram, Info};
+        let cases = [
+            (metric("1abc", "H", Counter, &[]), "metric \"1abc\": not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+            (metric("hits_total", "H", Counter, &[]), "metric \"hits_total\": the name ends in \"_total\", a suffix the host adds by type; declare it without"),
+            (metric("size_bucket", "H", Counter, &[]), "metric \"size_bucket\": the name ends in \"_bucket\", a suffix the host adds by type; declare it without"),
+            (metric("process_x", "H", Counter, &[]), "metric \"process_x\": names starting with \"process_\" belong to the host"),
+            (metric("promwasm_x", "H", Counter, &[]), "metric \"promwasm_x\": names starting with \"promwasm_\" belong to the host"),
+            (metric("app_http_request", "H", Counter, &[]), "metric \"app_http_request\": the name is already taken by a default family or another declaration"),
+            (metric("good", "H", Counter, &[]), "metric \"good\": the name is already taken by a default family or another declaration"),
+            (metric("m", "say \"hi\"", Counter, &[]), "metric \"m\": help text holds a control character, '\\' or '\"'"),
+            (metric("m", "H", Counter, &["1x"]), "metric \"m\": label \"1x\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            (metric("m", "H", Counter, &["__x"]), "metric \"m\": label \"__x\": names starting with \"__\" are reserved"),
+            (metric("m", "H", Counter, &["a", "a"]), "metric \"m\": label \"a\" is declared twice"),
+            (metric("m", "H", Histogram(vec![]), &[]), "metric \"m\": a histogram declares at least one bucket"),
+            (metric("m", "H", Histogram(vec![2.0, 1.0]), &[]), "metric \"m\": bucket bounds must be finite and strictly increasing, got [2.0, 1.0]"),
+            (metric("m", "H", Histogram(vec![1.0, f64::INFINITY]), &[]), "metric \"m\": bucket bounds must be finite and strictly increasing, got [1.0, inf]"),
+            (metric("m", "H", Histogram(vec![1.0]), &["le"]), "metric \"m\": label \"le\" is the histogram's own"),
+            (metric("m", "H", Info(vec![]), &["version"]), "metric \"m\": an info metric gives one value per label: 1 labels, 0 values"),
+        ];
+        for (bad, message) in cases {
+            assert_eq!(refusal(&manifest(vec![bad], vec![])), message);
+        }
+
+        let host = |route: Option<&str>| HostMetric {
+            name: "inflight".into(),
+            help: "In flight".into(),
+            measure: HostMeasure::InProgress,
+            route: route.map(str::to_string),
+        };
+        assert_eq!(
+            refusal(&manifest(vec![], vec![host(Some("/nope"))])),
+            "host metric \"inflight\": route \"/nope\" is not declared"
+        );
+        let mut clash = host(None);
+        clash.name = "good".into();
+        assert_eq!(
+            refusal(&manifest(vec![], vec![clash])),
+            "host metric \"good\": the name is already taken by a default family or another declaration"
+        );
+        let mut bad_prefix = manifest(vec![], vec![]);
+        bad_prefix.default_prefix = Some("a-b".into());
+        assert_eq!(
+            refusal(&bad_prefix),
+            "default prefix \"a-b\": not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+        );
+        let mut overlapping = manifest(vec![], vec![]);
+        overlapping.routes.push(overlapping.routes[0].clone());
+        assert_eq!(
+            refusal(&overlapping),
+            "route \"/a\" matches the same paths as route \"/a\""
+        );
+    }
+
+    #[test]
+    fn each_route_gets_its_own_state() {
+        let families = Families::new();
+        let mut m = manifest(vec![], vec![]);
+        m.routes.push(RouteDecl {
+            methods: vec!["POST".into()],
+            path: "/b/{id}".into(),
+            track: false,
+        });
+        m.host_metrics.push(HostMetric {
+            name: "inflight".into(),
+            help: "In flight".into(),
+            measure: HostMeasure::InProgress,
+            route: Some("/b/{id}".into()),
+        });
+        let options = MetricOptions {
+            default_metrics: true,
+            series: SeriesLimits::default(),
+        };
+        let app = App::new(&m, &families, options).unwrap();
+        let routes: Vec<_> = (app.router.routes().iter())
+            .map(|r| (&*r.route.template, r.route.index, r.route.track))
+            .collect();
+        assert_eq!(routes, [("/a", 0, true), ("/b/{id}", 1, false)]);
+        let _raised = app.router.routes()[1].in_progress.enter();
+        let text = families.encode(Format::Text);
+        assert!(text.contains("inflight{path=\"/b/{id}\"} 1\n"), "{text}");
+        assert!(!text.contains("inflight{path=\"/a\"}"), "{text}");
+    }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::guest_metrics::SeriesLimits;
 use crate::runtime::Limits;
-use crate::server::ClientLimits;
+use crate::client_limits::ClientLimits;
 
 /// Serves the HTTP routes of a WebAssembly component (the
 /// promwasm:app/route-handler world) and records Prometheus metrics for every

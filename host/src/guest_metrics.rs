@@ -13,7 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::ReasonLabels;
+use crate::labels::ReasonLabels;
+use crate::runtime::types::MetricError;
+use crate::runtime::{MetricSink, Update};
 
 /// Label value that replaces a guest series' labels once its family holds
 /// as many series as the cardinality cap allows.
@@ -97,17 +99,34 @@ pub enum Kind {
     Info(Vec<String>),
 }
 
+/// A kind without what a reload may change (an info metric's values): what
+/// must match for a reloaded declaration to reuse a family, with the labels.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Shape {
+    Counter,
+    Gauge,
+    Histogram(Vec<f64>),
+    Info,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shape::Counter => "counter",
+            Shape::Gauge => "gauge",
+            Shape::Histogram(_) => "histogram",
+            Shape::Info => "info metric",
+        })
+    }
+}
+
 impl Kind {
-    /// What must match for a reloaded declaration to reuse a family: the
-    /// type, the labels and the buckets (info values may change).
-    pub fn signature(&self, labels: &[String]) -> String {
+    pub fn shape(&self) -> Shape {
         match self {
-            Kind::Counter => format!("counter with labels {labels:?}"),
-            Kind::Gauge => format!("gauge with labels {labels:?}"),
-            Kind::Histogram(buckets) => {
-                format!("histogram with labels {labels:?} and buckets {buckets:?}")
-            }
-            Kind::Info(_) => format!("info metric with labels {labels:?}"),
+            Kind::Counter => Shape::Counter,
+            Kind::Gauge => Shape::Gauge,
+            Kind::Histogram(buckets) => Shape::Histogram(buckets.clone()),
+            Kind::Info(_) => Shape::Info,
         }
     }
 }
@@ -288,22 +307,12 @@ impl UpdateError {
     }
 }
 
-/// What an update asks for.
-#[derive(Clone, Copy, Debug)]
-pub enum Update {
-    CounterAdd,
-    GaugeSet,
-    GaugeAdd,
-    HistogramObserve,
-}
-
-impl Update {
-    fn kind(self) -> &'static str {
-        match self {
-            Update::CounterAdd => "counter",
-            Update::GaugeSet | Update::GaugeAdd => "gauge",
-            Update::HistogramObserve => "histogram",
-        }
+/// The metric kind an update applies to, for messages.
+fn kind_name(update: Update) -> &'static str {
+    match update {
+        Update::CounterAdd => "counter",
+        Update::GaugeSet | Update::GaugeAdd => "gauge",
+        Update::HistogramObserve => "histogram",
     }
 }
 
@@ -373,7 +382,7 @@ impl GuestMetrics {
             Err(UpdateError::WrongKind(
                 metric.name.clone(),
                 is,
-                update.kind(),
+                kind_name(update),
             ))
         };
         if labels.len() != metric.family.labels.len() {
@@ -487,10 +496,30 @@ impl GuestMetrics {
     }
 }
 
+/// The guest's `metrics` import: each refusal reaches the guest as the
+/// WIT's `metric-error`, its message naming the metric.
+impl MetricSink for GuestMetrics {
+    fn update(
+        &self,
+        handle: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        GuestMetrics::update(self, handle, update, labels, value).map_err(|e| match e {
+            UpdateError::UnknownMetric(h) => MetricError::UnknownMetric(h),
+            UpdateError::WrongKind(..) => MetricError::WrongKind(e.to_string()),
+            UpdateError::LabelCount(..) => MetricError::LabelCount(e.to_string()),
+            UpdateError::NegativeIncrement(_) => MetricError::NegativeIncrement(e.to_string()),
+            UpdateError::NotFinite(_) => MetricError::NotFinite(e.to_string()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Format;
+    use crate::exposition::Format;
 
     fn guest_metrics(limits: SeriesLimits) -> (Registry, GuestMetrics) {
         let mut registry = Registry::default();

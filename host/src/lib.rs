@@ -3,15 +3,58 @@
 //! host boundary.
 //!
 //! The binary (`main.rs`) wires these together; the modules are a library so
-//! that benchmarks and tests can drive them directly.
+//! that benchmarks and tests can drive them directly. A request goes
+//! hyper ([`server`]) -> [`client_limits`] -> [`routes`] -> a
+//! [`pipeline::Handler`] ([`component`], which runs the guest through
+//! [`runtime`]) -> response, and [`pipeline`] records it.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use promwasm::app::MetricOptions;
+//! use promwasm::client_limits::ClientLimits;
+//! use promwasm::component::Source;
+//! use promwasm::pipeline::{Pipeline, Role};
+//! use promwasm::registry::Families;
+//! use promwasm::runtime::{Limits, Runtime};
+//!
+//! # async fn serve() -> anyhow::Result<()> {
+//! let source = Source {
+//!     runtime: Runtime::new(Limits::default(), None)?,
+//!     file: None,
+//!     options: MetricOptions { default_metrics: true, series: Default::default() },
+//! };
+//! let families = Families::new();
+//! let mounted = source
+//!     .load(&families, promwasm::EXAMPLE_COMPONENT, "example.wasm".as_ref())
+//!     .await?;
+//! let pipeline = Arc::new(Pipeline::new(families, ClientLimits::default(), mounted));
+//! let listener = promwasm::server::bind("127.0.0.1:5000".parse()?).await?;
+//! let (_stop, stopped) = tokio::sync::watch::channel(false);
+//! let role = Role::Main { serves_metrics: true };
+//! promwasm::server::serve(pipeline, listener, role, stopped, std::time::Duration::from_secs(10))
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod app;
+pub mod cache;
+pub mod call_stats;
+pub mod client_limits;
+pub mod component;
 pub mod config;
-pub mod families;
+pub mod exposition;
 pub mod guest_metrics;
-pub mod metrics;
+pub mod host_metrics;
+pub mod http_metrics;
+pub mod labels;
+pub mod pipeline;
+pub mod process;
+pub mod registry;
+pub mod response;
 pub mod routes;
 pub mod runtime;
+pub mod runtime_metrics;
 pub mod server;
 
 /// The example app, built from `guest/` by the build script.

@@ -1,22 +1,25 @@
 //! `promwasm`: wires the command line, the component, the metrics registry
 //! and the listeners together.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing_subscriber::EnvFilter;
 
-use arc_swap::ArcSwap;
 use promwasm::EXAMPLE_COMPONENT;
-use promwasm::app::{Loaded, MetricOptions};
+use promwasm::app::MetricOptions;
+use promwasm::component::{Component, Source};
 use promwasm::config::Cli;
-use promwasm::families::Families;
+use promwasm::pipeline::{Pipeline, Role};
+use promwasm::registry::Families;
 use promwasm::runtime::Runtime;
-use promwasm::server::{self, Role, Server};
+use promwasm::server;
 
 fn main() -> ExitCode {
     let cli = match Cli::load() {
@@ -31,6 +34,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("PROMWASM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,11 +59,38 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     // Before anything is announced: a signal that arrives while its default
     // action still holds would end the process.
-    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let (bytes, origin) = match &cli.component {
+    let mut signals = Signals::install()?;
+    let source = Source {
+        runtime: Runtime::new(cli.limits(), cli.cache_dir.as_deref())?,
+        file: cli.component.clone(),
+        options: MetricOptions {
+            default_metrics: !cli.no_default_metrics,
+            series: cli.series_limits(),
+        },
+    };
+    let (bytes, origin) = component_bytes(&cli)?;
+    let families = Families::new();
+    let mounted = source.load(&families, &bytes, &origin).await?;
+    let pipeline = Arc::new(Pipeline::new(families, cli.client_limits(), mounted));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut listeners = listen(&cli, &pipeline, stopped).await?;
+    tracing::info!(
+        "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"
+    );
+    tracing::info!(limits = ?cli.limits(), client = ?cli.client_limits(), series = ?cli.series_limits(), "limits");
+
+    signals.serve_until_stopped(&source, &pipeline).await;
+    tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
+    let _ = stop.send(true);
+    while listeners.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The component's bytes and the name it goes by.
+fn component_bytes(cli: &Cli) -> Result<(Vec<u8>, PathBuf)> {
+    Ok(match &cli.component {
         Some(path) => (
             std::fs::read(path)
                 .with_context(|| format!("cannot read component {}", path.display()))?,
@@ -68,16 +100,16 @@ async fn run(cli: Cli) -> Result<()> {
             EXAMPLE_COMPONENT.to_vec(),
             PathBuf::from("<built-in example component>"),
         ),
-    };
-    let limits = cli.limits();
-    let runtime = Runtime::new(limits, cli.cache_dir.clone())?;
-    let families = Families::new();
-    let options = MetricOptions {
-        default_metrics: !cli.no_default_metrics,
-        series: cli.series_limits(),
-    };
-    let loaded = Loaded::load(&runtime, &families, &bytes, &origin, options).await?;
+    })
+}
 
+/// Binds the listeners, announces them on stdout (with the real port when
+/// port 0 was asked) and starts serving on them until `stopped` changes.
+async fn listen(
+    cli: &Cli,
+    pipeline: &Arc<Pipeline<Component>>,
+    stopped: watch::Receiver<bool>,
+) -> Result<JoinSet<()>> {
     let main_listener = server::bind(cli.listen).await?;
     let metrics_listener = match cli.metrics_listen {
         Some(addr) => Some(server::bind(addr).await?),
@@ -87,66 +119,42 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(listener) = &metrics_listener {
         println!("metrics on http://{}/metrics", listener.local_addr()?);
     }
-    tracing::info!(
-        "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"
-    );
-    tracing::info!(
-        request_timeout = ?cli.request_timeout,
-        max_memory = cli.max_memory,
-        max_body = cli.max_body,
-        max_response_body = cli.max_response_body,
-        max_instances = cli.max_instances,
-        instance_reuse = cli.instance_reuse,
-        series_cap = cli.series_cap,
-        max_label_value_bytes = cli.max_label_value_bytes,
-        body_read_timeout = ?cli.body_read_timeout,
-        "limits"
-    );
-
-    let server = Arc::new(Server {
-        runtime,
-        families,
-        current: ArcSwap::from_pointee(loaded),
-        component_file: cli.component.clone(),
-        options,
-        limits: cli.client_limits(),
-    });
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(server::serve(
-        server.clone(),
-        main_listener,
-        Role::Main {
-            serves_metrics: metrics_listener.is_none(),
-        },
-        stopped.clone(),
-        cli.drain_timeout,
-    ));
+    let mut tasks = JoinSet::new();
+    let role = Role::Main {
+        serves_metrics: metrics_listener.is_none(),
+    };
+    let drain = cli.drain_timeout;
+    tasks.spawn(server::serve(pipeline.clone(), main_listener, role, stopped.clone(), drain));
     if let Some(listener) = metrics_listener {
-        tasks.spawn(server::serve(
-            server.clone(),
-            listener,
-            Role::Metrics,
-            stopped,
-            cli.drain_timeout,
-        ));
+        tasks.spawn(server::serve(pipeline.clone(), listener, Role::Metrics, stopped, drain));
+    }
+    Ok(tasks)
+}
+
+/// The signals promwasm answers: SIGHUP reloads, SIGTERM and SIGINT stop.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
 
-    let reloader = server.clone();
-    let reloads = tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            reloader.reload().await;
+    /// Reloads the component at each SIGHUP until SIGTERM or SIGINT.
+    async fn serve_until_stopped(&mut self, source: &Source, pipeline: &Pipeline<Component>) {
+        loop {
+            tokio::select! {
+                _ = self.hangup.recv() => source.reload(pipeline).await,
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+            }
         }
-    });
-
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
     }
-    reloads.abort();
-    tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
-    let _ = stop.send(true);
-    while tasks.join_next().await.is_some() {}
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Route {
     pub template: Arc<str>,
     /// False for routes the default HTTP metrics leave out.
     pub track: bool,
+    /// Its position in the manifest, which the guest gets back.
+    pub index: u32,
     methods: Vec<Method>,
     /// The `Allow` header of 405 and `OPTIONS` answers.
     pub allow: HeaderValue,
@@ -29,15 +31,21 @@ impl Route {
     }
 }
 
-/// What the host does with a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Dispatch {
-    /// Enter the guest for route `n`.
-    Guest(usize),
-    /// Answer `OPTIONS` for route `n` without entering the guest.
-    Options(usize),
-    /// Route `n` exists but not for this method: 405.
-    MethodNotAllowed(usize),
+impl AsRef<Route> for Route {
+    fn as_ref(&self) -> &Route {
+        self
+    }
+}
+
+/// What the host does with a request, and for which route.
+#[derive(Debug)]
+pub enum Dispatch<'a, T> {
+    /// Hand the request to the route's handler.
+    Handle(&'a T),
+    /// Answer `OPTIONS` without entering the handler.
+    Options(&'a T),
+    /// The route exists but not for this method: 405.
+    MethodNotAllowed(&'a T),
     /// No route: 404.
     NotFound,
 }
@@ -48,10 +56,11 @@ enum Segment {
     Param,
 }
 
-/// The routes of one component.
+/// The routes of one component, each with the state `T` the host keeps for
+/// it (a [`Route`] at first; see [`Router::map`]).
 #[derive(Debug)]
-pub struct Router {
-    routes: Vec<Route>,
+pub struct Router<T = Route> {
+    routes: Vec<T>,
     /// Templates without parameters, by path: most routes, one lookup.
     exact: HashMap<String, usize>,
     /// Templates with `{name}` segments, tried in declaration order.
@@ -78,7 +87,9 @@ impl Router {
         let mut shapes = HashMap::new();
         for decl in decls {
             let index = router.routes.len();
-            let route = check_route(&decl).with_context(|| format!("route {:?}", decl.path))?;
+            let mut route =
+                check_route(&decl).with_context(|| format!("route {:?}", decl.path))?;
+            route.index = index as u32;
             let segments =
                 parse_template(decl.path).with_context(|| format!("route {:?}", decl.path))?;
             // Two templates that differ only in parameter names match the same paths.
@@ -105,20 +116,34 @@ impl Router {
         Ok(router)
     }
 
-    pub fn routes(&self) -> &[Route] {
+}
+
+impl<T: AsRef<Route>> Router<T> {
+    /// The routes in declaration order.
+    pub fn routes(&self) -> &[T] {
         &self.routes
     }
 
-    pub fn dispatch(&self, method: &Method, path: &str) -> Dispatch {
+    /// The same routing with other per-route state, made from each route's.
+    pub fn map<U: AsRef<Route>>(self, f: impl FnMut(T) -> U) -> Router<U> {
+        Router {
+            routes: self.routes.into_iter().map(f).collect(),
+            exact: self.exact,
+            templated: self.templated,
+        }
+    }
+
+    pub fn dispatch(&self, method: &Method, path: &str) -> Dispatch<'_, T> {
         let Some(index) = self.find(path) else {
             return Dispatch::NotFound;
         };
+        let route = &self.routes[index];
         if method == Method::OPTIONS {
-            Dispatch::Options(index)
-        } else if self.routes[index].allows(method) {
-            Dispatch::Guest(index)
+            Dispatch::Options(route)
+        } else if route.as_ref().allows(method) {
+            Dispatch::Handle(route)
         } else {
-            Dispatch::MethodNotAllowed(index)
+            Dispatch::MethodNotAllowed(route)
         }
     }
 
@@ -169,6 +194,7 @@ fn check_route(decl: &RouteDecl<'_>) -> Result<Route> {
     Ok(Route {
         template: decl.path.into(),
         track: decl.track,
+        index: 0,
         methods,
         allow,
     })
@@ -223,6 +249,16 @@ mod tests {
         )
     }
 
+    /// What `dispatch` decided, and for which route index.
+    fn decided(r: &Router, method: Method, path: &str) -> (&'static str, Option<u32>) {
+        match r.dispatch(&method, path) {
+            Dispatch::Handle(route) => ("handle", Some(route.index)),
+            Dispatch::Options(route) => ("options", Some(route.index)),
+            Dispatch::MethodNotAllowed(route) => ("405", Some(route.index)),
+            Dispatch::NotFound => ("404", None),
+        }
+    }
+
     #[test]
     fn dispatches_by_path_then_method() {
         let r = router(&[
@@ -231,21 +267,15 @@ mod tests {
             (&["POST", "GET"], "/users/{id}"),
         ])
         .unwrap();
-        assert_eq!(r.dispatch(&Method::GET, "/"), Dispatch::Guest(0));
-        assert_eq!(r.dispatch(&Method::HEAD, "/square"), Dispatch::Guest(1));
-        assert_eq!(
-            r.dispatch(&Method::POST, "/square"),
-            Dispatch::MethodNotAllowed(1)
-        );
-        assert_eq!(
-            r.dispatch(&Method::OPTIONS, "/square"),
-            Dispatch::Options(1)
-        );
-        assert_eq!(r.dispatch(&Method::GET, "/square/"), Dispatch::NotFound);
-        assert_eq!(r.dispatch(&Method::GET, "/nope"), Dispatch::NotFound);
-        assert_eq!(r.dispatch(&Method::POST, "/users/7"), Dispatch::Guest(2));
-        assert_eq!(r.dispatch(&Method::GET, "/users/"), Dispatch::NotFound);
-        assert_eq!(r.dispatch(&Method::GET, "/users/7/x"), Dispatch::NotFound);
+        assert_eq!(decided(&r, Method::GET, "/"), ("handle", Some(0)));
+        assert_eq!(decided(&r, Method::HEAD, "/square"), ("handle", Some(1)));
+        assert_eq!(decided(&r, Method::POST, "/square"), ("405", Some(1)));
+        assert_eq!(decided(&r, Method::OPTIONS, "/square"), ("options", Some(1)));
+        assert_eq!(decided(&r, Method::GET, "/square/"), ("404", None));
+        assert_eq!(decided(&r, Method::GET, "/nope"), ("404", None));
+        assert_eq!(decided(&r, Method::POST, "/users/7"), ("handle", Some(2)));
+        assert_eq!(decided(&r, Method::GET, "/users/"), ("404", None));
+        assert_eq!(decided(&r, Method::GET, "/users/7/x"), ("404", None));
         assert_eq!(r.routes()[1].allow, "GET, HEAD, OPTIONS");
         assert_eq!(r.routes()[2].allow, "GET, HEAD, OPTIONS, POST");
     }

@@ -1,14 +1,16 @@
 //! The WebAssembly side: one engine and one pre-linked component prepared at
-//! start, and a fresh `Store` and instance for every call, so no guest state
+//! load, and a fresh `Store` and instance for every call, so no guest state
 //! outlives a request.
+//!
+//! The runtime knows nothing of the metric families: a guest's updates go to
+//! a [`MetricSink`] the caller provides, and what a call cost comes back as
+//! [`CallStats`].
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::error::Context as _;
 use wasmtime::{
@@ -16,7 +18,8 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::guest_metrics::{GuestMetrics, Update, UpdateError};
+use crate::cache::{Cache, hex};
+pub use crate::call_stats::{CallStats, Phases};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -35,7 +38,7 @@ use types::{Manifest, MetricError, Request, Response};
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Limits every guest call runs under.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock time one call may take before it is stopped.
     pub request_timeout: Duration,
@@ -66,8 +69,8 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The guest trapped (a panic, an out-of-bounds access, memory exhausted...).
-    #[error("guest trapped: {0:?}")]
-    Trap(wasmtime::Error),
+    #[error("guest trapped")]
+    Trap(#[source] wasmtime::Error),
     /// The guest returned an error.
     #[error("guest returned an error: {0}")]
     Guest(String),
@@ -76,11 +79,15 @@ pub enum CallError {
     Timeout(Duration),
     /// The guest trapped after the host refused to grow its memory past
     /// the limit.
-    #[error("guest ran out of its {limit} bytes of memory: {trap:?}")]
-    Memory { limit: usize, trap: wasmtime::Error },
+    #[error("guest ran out of its {limit} bytes of memory")]
+    Memory {
+        limit: usize,
+        #[source]
+        trap: wasmtime::Error,
+    },
     /// No instance slot was free.
-    #[error("no instance slot free: {0:?}")]
-    Capacity(wasmtime::Error),
+    #[error("no instance slot free")]
+    Capacity(#[source] wasmtime::Error),
     /// The guest's response body is larger than the host passes on.
     #[error("guest returned a body of {0} bytes, over the {1}-byte limit")]
     ResponseTooLarge(usize, usize),
@@ -101,17 +108,35 @@ impl CallError {
     }
 }
 
-/// What one call cost, whatever its outcome.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CallStats {
-    /// Time to create the instance; none when no instance was created.
-    pub instantiate: Option<Duration>,
-    /// The call ran on an instance that had served before.
-    pub reused: bool,
-    /// Time inside the guest's export, including host calls it made.
-    pub call: Duration,
-    /// The largest size the guest's linear memory reached, in bytes.
-    pub memory_high_water: usize,
+/// What a guest's metric update asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Update {
+    CounterAdd,
+    GaugeSet,
+    GaugeAdd,
+    HistogramObserve,
+}
+
+/// Where a guest's metric updates go: the families its component declared
+/// (`crate::guest_metrics::GuestMetrics`).
+pub trait MetricSink: Send + Sync + 'static {
+    /// Applies one update, or refuses it with the error the guest gets back.
+    fn update(
+        &self,
+        handle: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError>;
+}
+
+/// The sink of `describe`, which runs before any family is registered.
+struct NoMetrics;
+
+impl MetricSink for NoMetrics {
+    fn update(&self, handle: u32, _: Update, _: Vec<String>, _: f64) -> Result<(), MetricError> {
+        Err(MetricError::UnknownMetric(handle))
+    }
 }
 
 /// Enforces the memory limit on one instance and remembers how far its
@@ -153,7 +178,7 @@ struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    metrics: Option<Arc<GuestMetrics>>,
+    metrics: Arc<dyn MetricSink>,
 }
 
 impl WasiView for HostState {
@@ -167,56 +192,17 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
-impl HostState {
-    fn update(
-        &self,
-        metric: u32,
-        update: Update,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        let Some(metrics) = &self.metrics else {
-            // `describe` runs before any metric is registered.
-            return Err(MetricError::UnknownMetric(metric));
-        };
-        metrics
-            .update(metric, update, labels, value)
-            .map_err(|e| match e {
-                UpdateError::UnknownMetric(h) => MetricError::UnknownMetric(h),
-                UpdateError::WrongKind(..) => MetricError::WrongKind(e.to_string()),
-                UpdateError::LabelCount(..) => MetricError::LabelCount(e.to_string()),
-                UpdateError::NegativeIncrement(_) => MetricError::NegativeIncrement(e.to_string()),
-                UpdateError::NotFinite(_) => MetricError::NotFinite(e.to_string()),
-            })
-    }
-}
-
 impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.update(metric, Update::CounterAdd, labels, value)
+    fn counter_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.metrics.update(metric, Update::CounterAdd, labels, value)
     }
 
-    fn gauge_set(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.update(metric, Update::GaugeSet, labels, value)
+    fn gauge_set(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.metrics.update(metric, Update::GaugeSet, labels, value)
     }
 
-    fn gauge_add(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.update(metric, Update::GaugeAdd, labels, value)
+    fn gauge_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+        self.metrics.update(metric, Update::GaugeAdd, labels, value)
     }
 
     fn histogram_observe(
@@ -225,7 +211,8 @@ impl bindings::promwasm::app::metrics::Host for HostState {
         labels: Vec<String>,
         value: f64,
     ) -> Result<(), MetricError> {
-        self.update(metric, Update::HistogramObserve, labels, value)
+        self.metrics
+            .update(metric, Update::HistogramObserve, labels, value)
     }
 }
 
@@ -235,13 +222,13 @@ pub struct Runtime {
     linker: Linker<HostState>,
     limits: Limits,
     /// Where compiled components are kept between runs, if anywhere.
-    cache_dir: Option<PathBuf>,
+    cache: Option<Cache>,
 }
 
 impl Runtime {
     /// Builds the engine (and its epoch ticker) and links WASI and the
     /// `metrics` import.
-    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> wasmtime::Result<Runtime> {
+    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> wasmtime::Result<Runtime> {
         let engine =
             Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
         let mut linker = Linker::<HostState>::new(&engine);
@@ -264,79 +251,23 @@ impl Runtime {
             engine,
             linker,
             limits,
-            cache_dir,
+            cache: cache_dir.and_then(Cache::open),
         })
     }
 
-    /// Compiles a component, or takes its compiled form from the cache.
-    ///
-    /// A cache entry is named by the sha256 of the component's bytes and a
-    /// hash of everything in the engine that compiled code depends on
-    /// (wasmtime's version and settings), and it carries the sha256 of its
-    /// own payload: an entry whose digest does not match is rebuilt, never
-    /// handed to `Component::deserialize`, which trusts its input.
-    fn compile(&self, bytes: &[u8], sha256: &str, origin: &Path) -> wasmtime::Result<Component> {
+    /// Compiles a component (or takes it from the cache) and links it,
+    /// ready to instantiate. `origin` names it in errors.
+    pub fn load(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Compiled> {
+        let sha256 = hex(&Sha256::digest(bytes));
         let compile = || {
             Component::new(&self.engine, bytes).with_context(|| {
                 format!("{} is not a valid WebAssembly component", origin.display())
             })
         };
-        let Some(dir) = &self.cache_dir else {
-            return compile();
+        let component = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, &sha256, compile)?,
+            None => compile()?,
         };
-        let mut engine_hash = std::hash::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let entry = dir.join(format!("{}-{:016x}.cwasm", sha256, engine_hash.finish()));
-        match std::fs::read(&entry) {
-            Ok(data) if data.len() > 32 && Sha256::digest(&data[32..])[..] == data[..32] => {
-                // SAFETY: the payload is exactly what `serialize` wrote for
-                // this component and engine (its digest matches), and
-                // `deserialize` still checks the engine compatibility itself.
-                match unsafe { Component::deserialize(&self.engine, &data[32..]) } {
-                    Ok(component) => {
-                        tracing::info!(entry = %entry.display(), "compiled component taken from the cache");
-                        return Ok(component);
-                    }
-                    Err(e) => {
-                        tracing::warn!(entry = %entry.display(), "cache entry unusable, recompiling: {e:#}")
-                    }
-                }
-            }
-            Ok(_) => tracing::warn!(entry = %entry.display(), "cache entry corrupt, recompiling"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(entry = %entry.display(), "cache entry unreadable, recompiling: {e}")
-            }
-        }
-        let component = compile()?;
-        let stored = component.serialize().and_then(|payload| {
-            let mut data = Sha256::digest(&payload).to_vec();
-            data.extend_from_slice(&payload);
-            // Write beside, then rename: a reader never sees half an entry.
-            std::fs::create_dir_all(dir)?;
-            let staged = entry.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&staged, &data)?;
-            std::fs::rename(&staged, &entry)?;
-            Ok(())
-        });
-        match stored {
-            Ok(()) => {
-                tracing::info!(entry = %entry.display(), "compiled component stored in the cache")
-            }
-            Err(e) => {
-                tracing::warn!(entry = %entry.display(), "could not store the compiled component: {e:#}")
-            }
-        }
-        Ok(component)
-    }
-
-    /// Compiles a component and links it, ready to instantiate. `origin`
-    /// names it in errors.
-    pub fn load(&self, bytes: &[u8], origin: &Path) -> wasmtime::Result<Guest> {
-        let sha256 = hex(&Sha256::digest(bytes));
-        let component = self.compile(bytes, &sha256, origin)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -348,53 +279,50 @@ impl Runtime {
             })
             .and_then(RouteHandlerPre::new)
             .with_context(|| format!("{} does not export promwasm:app/handler", origin.display()))?;
-        Ok(Guest {
+        Ok(Compiled {
             sha256,
+            origin: origin.to_path_buf(),
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
-            idle: Mutex::new(Vec::new()),
         })
     }
 }
 
-/// One loaded component: each call gets a fresh instance of it, or, with
-/// instance reuse, an instance that has served fewer than the allowed
-/// number of requests.
-pub struct Guest {
+/// A compiled, linked component that has no metrics yet: enough to ask it
+/// for its manifest.
+pub struct Compiled {
     /// Lower-case hex sha256 of the component's bytes.
     pub sha256: String,
+    /// Where it came from, for messages.
+    pub origin: PathBuf,
     engine: Engine,
     pre: RouteHandlerPre<HostState>,
     limits: Limits,
-    /// Instances that answered their last request and may serve again.
-    idle: Mutex<Vec<Warm>>,
 }
 
-/// Where the time of one fresh-instance call goes.
-#[derive(Clone, Copy, Debug)]
-pub struct Phases {
-    /// `Store::new` with its WASI context, table and limits.
-    pub new_store: Duration,
-    pub instantiate: Duration,
-    /// The first call of `handle` on the instance.
-    pub call: Duration,
-    /// Dropping the store: the pool slot is reset for the next instance.
-    pub drop: Duration,
-}
-
-/// An instance kept for reuse.
+/// An instance that answered cleanly, with the store it lives in.
 struct Warm {
     store: Store<HostState>,
     handler: RouteHandler,
+    /// Requests it has served.
     served: u32,
 }
 
-impl Guest {
+/// How one call on an instance went: its result, its cost, and the
+/// instance when it answered cleanly and may serve again.
+struct Ran<T> {
+    result: Result<T, CallError>,
+    stats: CallStats,
+    instance: Option<Warm>,
+}
+
+impl Compiled {
     /// Calls the component's `describe` on a fresh instance.
     pub async fn describe(&self) -> Result<Manifest, CallError> {
-        let (result, _) = self
-            .call(None, async |handler, store| {
+        let no_metrics: Arc<dyn MetricSink> = Arc::new(NoMetrics);
+        let ran = self
+            .run(None, &no_metrics, None, async |handler, store| {
                 handler
                     .promwasm_app_handler()
                     .call_describe(store)
@@ -402,60 +330,20 @@ impl Guest {
                     .map(Ok)
             })
             .await;
-        result
+        ran.result
     }
 
-    /// Calls the component's `handle`.
-    pub async fn handle(
-        &self,
-        metrics: &Arc<GuestMetrics>,
-        request: Request,
-    ) -> (Result<Response, CallError>, CallStats) {
-        let (result, stats) = self
-            .call(Some(metrics), async move |handler, store| {
-                handler
-                    .promwasm_app_handler()
-                    .call_handle(store, &request)
-                    .await
-            })
-            .await;
-        let limit = self.limits.max_response_body;
-        let result = result.and_then(|response| match response.body.len() {
-            len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),
-            _ => Ok(response),
-        });
-        (result, stats)
+    /// The component ready to serve requests, its metric updates going to
+    /// `metrics`.
+    pub fn serve(self, metrics: Arc<dyn MetricSink>) -> Guest {
+        Guest {
+            compiled: self,
+            metrics,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
-    /// The steps of one fresh-instance call, timed one by one: what the
-    /// `boundary` benchmark reports, on the same code path as `handle`.
-    pub async fn timed_fresh_call(
-        &self,
-        metrics: &Arc<GuestMetrics>,
-        request: &Request,
-    ) -> wasmtime::Result<Phases> {
-        let t0 = Instant::now();
-        let mut store = self.new_store(Some(metrics));
-        store.epoch_deadline_async_yield_and_update(1);
-        let t1 = Instant::now();
-        let handler = self.pre.instantiate_async(&mut store).await?;
-        let t2 = Instant::now();
-        let response = handler
-            .promwasm_app_handler()
-            .call_handle(&mut store, request)
-            .await?;
-        let t3 = Instant::now();
-        drop((response, store));
-        let t4 = Instant::now();
-        Ok(Phases {
-            new_store: t1 - t0,
-            instantiate: t2 - t1,
-            call: t3 - t2,
-            drop: t4 - t3,
-        })
-    }
-
-    fn new_store(&self, metrics: Option<&Arc<GuestMetrics>>) -> Store<HostState> {
+    fn new_store(&self, metrics: &Arc<dyn MetricSink>) -> Store<HostState> {
         let state = HostState {
             // No filesystem, environment, arguments or network: nothing is granted.
             wasi: WasiCtxBuilder::new().build(),
@@ -465,7 +353,7 @@ impl Guest {
                 high_water: 0,
                 refused: false,
             },
-            metrics: metrics.cloned(),
+            metrics: metrics.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -475,20 +363,17 @@ impl Guest {
         store
     }
 
-    /// Runs `f` against an instance within the time limit. A fresh instance
-    /// is dropped on return, on error and on timeout alike; a reused one
-    /// goes back to the idle list only after a clean answer.
-    async fn call<T>(
+    /// Runs `f` on `warm`, or on a fresh instance, within the time limit,
+    /// timing its phases into `phases` when given. An instance that fails
+    /// or runs out of time is dropped here.
+    async fn run<T>(
         &self,
-        metrics: Option<&Arc<GuestMetrics>>,
+        warm: Option<Warm>,
+        metrics: &Arc<dyn MetricSink>,
+        mut phases: Option<&mut Phases>,
         f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
-    ) -> (Result<T, CallError>, CallStats) {
-        let reuse = self.limits.instance_reuse > 1 && metrics.is_some();
-        let warm = if reuse {
-            self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
-        } else {
-            None
-        };
+    ) -> Ran<T> {
+        let begin = Instant::now();
         let (mut store, handler, served) = match warm {
             Some(Warm {
                 store,
@@ -499,26 +384,25 @@ impl Guest {
         };
         store.epoch_deadline_async_yield_and_update(1);
         store.data_mut().limiter.refused = false;
+        let start = Instant::now();
+        if let Some(phases) = phases.as_deref_mut() {
+            phases.new_store = start - begin;
+        }
 
         let mut stats = CallStats {
             reused: handler.is_some(),
             ..CallStats::default()
         };
-        let start = Instant::now();
         let mut instance = None;
         let run = async {
             let handler = match handler {
                 Some(handler) => handler,
                 None => {
-                    let handler = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                            .is_some()
-                        {
-                            CallError::Capacity(e)
-                        } else {
-                            CallError::Trap(e)
-                        }
-                    })?;
+                    let handler = self
+                        .pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(instantiate_error)?;
                     stats.instantiate = Some(start.elapsed());
                     handler
                 }
@@ -550,26 +434,111 @@ impl Guest {
             }),
             other => other,
         };
-        if let (true, Ok(_), Some(handler)) = (reuse, &result, instance)
-            && served + 1 < self.limits.instance_reuse
-        {
-            let warm = Warm {
+        if let Some(phases) = phases {
+            phases.instantiate = stats.instantiate.unwrap_or_default();
+            phases.call = stats.call;
+        }
+        let instance = match (&result, instance) {
+            (Ok(_), Some(handler)) => Some(Warm {
                 store,
                 handler,
                 served: served + 1,
-            };
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(warm);
+            }),
+            _ => None,
+        };
+        Ran {
+            result,
+            stats,
+            instance,
         }
-        (result, stats)
     }
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A full pool is a capacity problem, anything else a trap.
+fn instantiate_error(e: wasmtime::Error) -> CallError {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        CallError::Capacity(e)
+    } else {
+        CallError::Trap(e)
+    }
+}
+
+/// A component serving requests: each call gets a fresh instance, or, with
+/// instance reuse, an instance that has served fewer than the allowed
+/// number of requests.
+pub struct Guest {
+    compiled: Compiled,
+    metrics: Arc<dyn MetricSink>,
+    /// Instances that answered their last request and may serve again.
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl Guest {
+    /// Lower-case hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.compiled.sha256
+    }
+
+    /// Calls the component's `handle`.
+    pub async fn handle(&self, request: Request) -> (Result<Response, CallError>, CallStats) {
+        self.call(request, None).await
+    }
+
+    /// `handle`, with the time of each phase of the call: what the
+    /// `boundary` benchmark reports.
+    pub async fn timed_handle(
+        &self,
+        request: Request,
+    ) -> (Result<Response, CallError>, CallStats, Phases) {
+        let mut phases = Phases::default();
+        let (result, stats) = self.call(request, Some(&mut phases)).await;
+        (result, stats, phases)
+    }
+
+    async fn call(
+        &self,
+        request: Request,
+        mut phases: Option<&mut Phases>,
+    ) -> (Result<Response, CallError>, CallStats) {
+        let reuse = self.compiled.limits.instance_reuse;
+        let warm = (reuse > 1)
+            .then(|| self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop())
+            .flatten();
+        let ran = self
+            .compiled
+            .run(
+                warm,
+                &self.metrics,
+                phases.as_deref_mut(),
+                async move |handler, store| {
+                    handler
+                        .promwasm_app_handler()
+                        .call_handle(store, &request)
+                        .await
+                },
+            )
+            .await;
+        match ran.instance {
+            Some(warm) if warm.served < reuse => self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(warm),
+            done => {
+                let start = Instant::now();
+                drop(done);
+                if let Some(phases) = phases {
+                    phases.drop = start.elapsed();
+                }
+            }
+        }
+        let limit = self.compiled.limits.max_response_body;
+        let result = ran.result.and_then(|response| match response.body.len() {
+            len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),
+            _ => Ok(response),
+        });
+        (result, ran.stats)
+    }
 }
 
 /// Engine settings for many short-lived instances: the pooling allocator

@@ -1,6 +1,5 @@
-//! The example's query parameter, read as Flask's `request.args` and
-//! Python's `float()` read it. Plain Rust without bindings, so the native
-//! baseline (`host/examples/native_baseline.rs`) compiles this same file.
+//! The app's query parameter, read as Flask's `request.args` and Python's
+//! `float()` read it.
 
 /// The `num` query parameter as a finite float.
 ///

@@ -1,0 +1,165 @@
+//! The compiled-artifact cache (`--cache-dir`): compiled components kept on
+//! disk so the next start skips Cranelift.
+//!
+//! Trust: `Component::deserialize` runs the machine code it is given, so
+//! whoever can write an entry can run code in promwasm. The cache is only as
+//! safe as its directory: it is created owner-only (0700), and a directory
+//! that another user owns or that group or others may write is not used (a
+//! warning, then the component is compiled). Each entry carries the sha256
+//! of its payload, which catches a torn write or a corrupt file, not a
+//! writer with access to the directory.
+//!
+//! wasmtime's own cache (`Config::cache`, the `cache` feature) was not used:
+//! it adds a TOML configuration, zstd compression and a background cleanup
+//! thread, places entries by its own scheme, and performs no ownership check
+//! either; this module is one file with a key and a check that say exactly
+//! what an entry is.
+
+use std::fs::DirBuilder;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// A cache directory that passed the ownership checks.
+#[derive(Debug)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// Creates `dir` owner-only if it is missing, and refuses (with a
+    /// warning; `None`) a directory this user does not own or that others
+    /// may write.
+    pub fn open(dir: &Path) -> Option<Cache> {
+        if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            tracing::warn!(dir = %dir.display(), "cache directory unusable, compiling without it: {e}");
+            return None;
+        }
+        match trusted(dir) {
+            Ok(()) => Some(Cache {
+                dir: dir.to_path_buf(),
+            }),
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), "cache directory not used, compiling without it: {why}");
+                None
+            }
+        }
+    }
+
+    /// The component for `bytes` (whose sha256 is `sha256`): from its entry
+    /// when one is there and intact, else from `compile`, then stored.
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        compile: impl FnOnce() -> wasmtime::Result<Component>,
+    ) -> wasmtime::Result<Component> {
+        let entry = self
+            .dir
+            .join(format!("{sha256}-{}.cwasm", engine_key(engine)));
+        if let Some(component) = load(engine, &entry) {
+            return Ok(component);
+        }
+        let component = compile()?;
+        match store(&component, &entry) {
+            Ok(()) => {
+                tracing::info!(entry = %entry.display(), "compiled component stored in the cache")
+            }
+            Err(e) => {
+                tracing::warn!(entry = %entry.display(), "could not store the compiled component: {e:#}")
+            }
+        }
+        Ok(component)
+    }
+}
+
+/// Why a directory cannot hold code promwasm will run, if it cannot.
+fn trusted(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    let me = procfs::process::Process::myself()
+        .and_then(|p| p.uid())
+        .map_err(|e| format!("cannot read this process's user id: {e}"))?;
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to user {}, not to this process's user {me}",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "group or others may write it (mode {:o}); make it owner-only with chmod 700",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Lower-case hex sha256 of everything in the engine that compiled code
+/// depends on (wasmtime's version and settings). A digest, not
+/// `DefaultHasher`, so the name is the same whatever Rust built promwasm.
+fn engine_key(engine: &Engine) -> String {
+    struct Sha(Sha256);
+    impl Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+    }
+    let mut sha = Sha(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut sha);
+    hex(&sha.0.finalize()[..8])
+}
+
+/// The entry's component, or `None` (logged) when it is missing, corrupt or
+/// from an incompatible engine.
+fn load(engine: &Engine, entry: &Path) -> Option<Component> {
+    let data = match std::fs::read(entry) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(entry = %entry.display(), "cache entry unreadable, recompiling: {e}");
+            return None;
+        }
+    };
+    if data.len() <= 32 || Sha256::digest(&data[32..])[..] != data[..32] {
+        tracing::warn!(entry = %entry.display(), "cache entry corrupt, recompiling");
+        return None;
+    }
+    // SAFETY: `deserialize` runs the code it is given. The payload is what
+    // `serialize` wrote as long as the directory is writable by this user
+    // only, which `Cache::open` checked; the digest rules out a torn or
+    // corrupted file, and `deserialize` checks the engine compatibility.
+    match unsafe { Component::deserialize(engine, &data[32..]) } {
+        Ok(component) => {
+            tracing::info!(entry = %entry.display(), "compiled component taken from the cache");
+            Some(component)
+        }
+        Err(e) => {
+            tracing::warn!(entry = %entry.display(), "cache entry unusable, recompiling: {e:#}");
+            None
+        }
+    }
+}
+
+/// Writes the entry beside its final name, then renames it: a reader never
+/// sees half an entry.
+fn store(component: &Component, entry: &Path) -> wasmtime::Result<()> {
+    let payload = component.serialize()?;
+    let mut data = Sha256::digest(&payload).to_vec();
+    data.extend_from_slice(&payload);
+    let staged = entry.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&staged, &data)?;
+    std::fs::rename(&staged, entry)?;
+    Ok(())
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

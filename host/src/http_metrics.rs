@@ -1,0 +1,156 @@
+//! The default HTTP families every component gets, the analogue of
+//! prometheus-flask-exporter's defaults, and the in-progress gauges a
+//! component may ask the host to keep around its calls.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+use crate::labels::{MethodStatusLabels, PathLabels, RequestLabels};
+
+/// promwasm's version, the `version` label of `<prefix>_exporter_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// prometheus-flask-exporter's default latency buckets.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The default HTTP families, recorded by the host for every tracked request.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    requests: Family<MethodStatusLabels, Counter>,
+    exceptions: Family<MethodStatusLabels, Counter>,
+}
+
+impl HttpMetrics {
+    /// The family names (before any type suffix) registered under `prefix`.
+    pub fn family_names(prefix: Option<&str>) -> [String; 4] {
+        let p = prefix.map(|p| format!("{p}_")).unwrap_or_default();
+        [
+            format!("{p}http_request_duration_seconds"),
+            format!("{p}http_request"),
+            format!("{p}http_request_exceptions"),
+            format!("{p}exporter"),
+        ]
+    }
+
+    pub fn register(registry: &mut Registry, prefix: Option<&str>) -> Self {
+        let metrics = HttpMetrics {
+            duration: Family::new_with_constructor(duration_histogram),
+            requests: Family::default(),
+            exceptions: Family::default(),
+        };
+        let [duration, requests, exceptions, exporter] = Self::family_names(prefix);
+        registry.register(
+            duration,
+            "HTTP request duration in seconds, by method, route template and status",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            requests,
+            "Total number of HTTP requests by method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            exceptions,
+            "Total number of HTTP requests that failed in the component, by method and status",
+            metrics.exceptions.clone(),
+        );
+        registry.register(
+            exporter,
+            "Information about the promwasm host",
+            Info::new([("version", VERSION)]),
+        );
+        metrics
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, labels: &RequestLabels, elapsed: Duration) {
+        self.duration
+            .get_or_create(labels)
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&MethodStatusLabels {
+                method: labels.method,
+                status: labels.status,
+            })
+            .inc();
+    }
+
+    /// Records a request the component failed: a trap, an error it returned,
+    /// or a time limit it ran into.
+    pub fn exception(&self, method: &'static str, status: u16) {
+        self.exceptions
+            .get_or_create(&MethodStatusLabels { method, status })
+            .inc();
+    }
+}
+
+/// The in-progress gauges of one route, raised while the guest runs.
+#[derive(Clone, Debug, Default)]
+pub struct InProgress(Vec<Gauge>);
+
+impl InProgress {
+    /// Raises the gauges until the returned guard is dropped, so a request
+    /// that is cancelled or fails still lowers them.
+    pub fn enter(&self) -> InProgressGuard<'_> {
+        for gauge in &self.0 {
+            gauge.inc();
+        }
+        InProgressGuard(self)
+    }
+}
+
+pub struct InProgressGuard<'a>(&'a InProgress);
+
+impl Drop for InProgressGuard<'_> {
+    fn drop(&mut self) {
+        for gauge in &(self.0).0 {
+            gauge.dec();
+        }
+    }
+}
+
+/// A family of in-progress gauges labelled by route template.
+#[derive(Clone, Debug, Default)]
+pub struct InProgressFamily(Family<PathLabels, Gauge>);
+
+impl InProgressFamily {
+    pub fn register(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let family = InProgressFamily::default();
+        registry.register(name, help, family.0.clone());
+        family
+    }
+
+    /// The gauge to raise for the route `template`: the family's series for
+    /// it when `scope` is none or names it, nothing otherwise. The series
+    /// exists from then on, so an idle route reads 0.
+    pub fn gauge_for(&self, scope: Option<&str>, template: &Arc<str>) -> Option<Gauge> {
+        scope.is_none_or(|s| s == &**template).then(|| {
+            self.0
+                .get_or_create(&PathLabels {
+                    path: template.clone(),
+                })
+                .clone()
+        })
+    }
+}
+
+impl FromIterator<Gauge> for InProgress {
+    fn from_iter<I: IntoIterator<Item = Gauge>>(iter: I) -> Self {
+        InProgress(iter.into_iter().collect())
+    }
+}
+
