@@ -752,5 +752,20 @@ fn compiled_artifact_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
         fourth.contains("compiled component taken from the cache"),
         "{fourth}"
     );
+
+    // The directory was created owner-only; one that others may write could
+    // hold code promwasm would run, and is not used.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |dir: &std::path::Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let fifth = run();
+    assert!(
+        fifth.contains("cache directory not used, compiling without it: group or others may write it (mode 777); make it owner-only with chmod 700"),
+        "{fifth}"
+    );
+    assert!(!fifth.contains("taken from the cache"), "{fifth}");
+    // Logs to a pipe carry no colour codes.
+    assert!(!fifth.contains('\x1b'), "{fifth:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
