@@ -1,19 +1,32 @@
 //! Settings: command-line flags, then `PROMWASM_*` environment variables
 //! (and the seed's `METRICS_PORT`), then a TOML file (`--config`), then the
 //! defaults; the first that sets a value wins.
+//!
+//! One field list, [`Cli`], and one source of defaults, the `Default` of
+//! the limits structs the settings fill in. The file layer is clap's own:
+//! each key of the file becomes the default of the flag of the same name
+//! (checked with that flag's own parser), so flags and environment
+//! variables win over it without a second copy of the fields. (figment
+//! would layer as well, but would need a serde copy of every field.)
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use serde::Deserialize;
+use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
+use crate::client_limits::ClientLimits;
 use crate::guest_metrics::SeriesLimits;
 use crate::runtime::Limits;
-use crate::client_limits::ClientLimits;
+
+/// A time span on the command line: "10s", "500ms".
+pub type Span = humantime::Duration;
 
 /// Serves the HTTP routes of a WebAssembly component (the
 /// promwasm:app/route-handler world) and records Prometheus metrics for every
@@ -43,45 +56,45 @@ pub struct Cli {
 
     /// Time one request may spend in the guest before it is stopped and
     /// answered 504 ("10s", "500ms").
-    #[arg(long, env = "PROMWASM_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
+    #[arg(long, env = "PROMWASM_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.into())]
+    pub request_timeout: Span,
 
     /// Linear memory one guest instance may grow to ("64MiB"); past it the
     /// guest's allocation fails and the request is answered 500.
-    #[arg(long, env = "PROMWASM_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
-    pub max_memory: usize,
+    #[arg(long, env = "PROMWASM_MAX_MEMORY", default_value_t = Size(Limits::default().max_memory))]
+    pub max_memory: Size,
 
     /// Largest request body accepted ("1MiB"); larger ones are answered 413.
-    #[arg(long, env = "PROMWASM_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
-    pub max_body: usize,
+    #[arg(long, env = "PROMWASM_MAX_BODY", default_value_t = Size(ClientLimits::default().max_body))]
+    pub max_body: Size,
 
     /// Largest response body a guest may return ("8MiB"); a larger one is
     /// answered 500.
-    #[arg(long, env = "PROMWASM_MAX_RESPONSE_BODY", default_value = "8MiB", value_parser = parse_size)]
-    pub max_response_body: usize,
+    #[arg(long, env = "PROMWASM_MAX_RESPONSE_BODY", default_value_t = Size(Limits::default().max_response_body))]
+    pub max_response_body: Size,
 
-    /// Largest request head (request line and headers) accepted ("64KiB");
-    /// larger ones are answered 431.
-    #[arg(long, env = "PROMWASM_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_size)]
-    pub max_header_bytes: usize,
+    /// Largest request head (request line and headers) accepted ("64KiB",
+    /// at least 8KiB); larger ones are answered 431.
+    #[arg(long, env = "PROMWASM_MAX_HEADER_BYTES", default_value_t = Size(ClientLimits::default().max_header_bytes))]
+    pub max_header_bytes: Size,
 
     /// Time a client has to send the request head before the connection is closed.
-    #[arg(long, env = "PROMWASM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub header_read_timeout: Duration,
+    #[arg(long, env = "PROMWASM_HEADER_READ_TIMEOUT", default_value_t = ClientLimits::default().header_read_timeout.into())]
+    pub header_read_timeout: Span,
 
     /// Time a client has to send the request body, from the end of the head;
     /// past it the request is answered 408 and the connection closed.
-    #[arg(long, env = "PROMWASM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub body_read_timeout: Duration,
+    #[arg(long, env = "PROMWASM_BODY_READ_TIMEOUT", default_value_t = ClientLimits::default().body_read_timeout.into())]
+    pub body_read_timeout: Span,
 
     /// Requests one guest instance may serve before it is dropped. 1 (the
     /// default) gives every request a fresh instance; above 1, guest globals
     /// and memory live across the requests an instance serves.
-    #[arg(long, env = "PROMWASM_INSTANCE_REUSE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "PROMWASM_INSTANCE_REUSE", default_value_t = Limits::default().instance_reuse, value_parser = clap::value_parser!(u32).range(1..))]
     pub instance_reuse: u32,
 
     /// Guest instances alive at once; requests past it are answered 503.
-    #[arg(long, env = "PROMWASM_MAX_INSTANCES", default_value_t = 1000)]
+    #[arg(long, env = "PROMWASM_MAX_INSTANCES", default_value_t = Limits::default().max_instances)]
     pub max_instances: u32,
 
     /// Series a guest-declared metric family may hold; updates past it go to
@@ -101,40 +114,30 @@ pub struct Cli {
 
     /// Keep compiled components in this directory, so the next start skips
     /// compilation. Entries are keyed by the component's sha256 and the
-    /// wasmtime version and settings, and checked before use.
+    /// wasmtime version and settings, and checked before use; the directory
+    /// must be writable by this user only.
     #[arg(long, env = "PROMWASM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// On SIGTERM or SIGINT, time requests in flight get to finish.
-    #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value = "10s")]
+    pub drain_timeout: Span,
+
+    /// How log lines on stderr are written: `text` for people, `json` (one
+    /// object per line) for systemd's journal, Kubernetes and log shippers.
+    #[arg(long, env = "PROMWASM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The smallest request-head limit hyper accepts (its initial read buffer).
 const MIN_HEADER_BYTES: usize = 8 << 10;
-
-/// The settings a `--config` file may hold: every flag but `--config`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
-    component: Option<PathBuf>,
-    request_timeout: Option<String>,
-    max_memory: Option<String>,
-    max_body: Option<String>,
-    max_response_body: Option<String>,
-    max_header_bytes: Option<String>,
-    header_read_timeout: Option<String>,
-    body_read_timeout: Option<String>,
-    max_instances: Option<u32>,
-    instance_reuse: Option<u32>,
-    series_cap: Option<usize>,
-    max_label_value_bytes: Option<usize>,
-    no_default_metrics: Option<bool>,
-    drain_timeout: Option<String>,
-    cache_dir: Option<PathBuf>,
-}
 
 impl Cli {
     /// Reads the settings from the command line, the environment and the
@@ -146,63 +149,60 @@ impl Cli {
     pub fn load_from<I, T>(args: I) -> Result<Cli>
     where
         I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
+        T: Into<OsString> + Clone,
     {
-        let matches = Cli::command().get_matches_from(args);
-        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        let unset = |id: &str| {
-            matches!(
-                matches.value_source(id),
-                None | Some(ValueSource::DefaultValue)
-            )
-        };
-        if let Some(path) = cli.config.clone() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            let file: FileConfig = toml::from_str(&text)
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Cli::command();
+        let mut matches = command.clone().get_matches_from(&args);
+        if let Some(path) = matches.get_one::<PathBuf>("config").cloned() {
+            command = with_file_defaults(command, &path)
                 .with_context(|| format!("config file {} is invalid", path.display()))?;
-            file.apply(&mut cli, &unset)
-                .with_context(|| format!("config file {} is invalid", path.display()))?;
+            matches = command.get_matches_from(&args);
         }
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         // hyper's read buffer cannot be smaller than its initial size.
         anyhow::ensure!(
-            cli.max_header_bytes >= MIN_HEADER_BYTES,
+            cli.max_header_bytes.0 >= MIN_HEADER_BYTES,
             "--max-header-bytes must be at least {MIN_HEADER_BYTES} bytes (8KiB), got {}",
-            cli.max_header_bytes
+            cli.max_header_bytes.0
         );
-        if unset("metrics_listen")
-            && let Ok(port) = std::env::var("METRICS_PORT")
-        {
+        cli.seed_metrics_port(&matches)?;
+        Ok(cli)
+    }
+
+    /// The seed's `METRICS_PORT=N`, when nothing else set the metrics listener.
+    fn seed_metrics_port(&mut self, matches: &ArgMatches) -> Result<()> {
+        let unset = matches!(
+            matches.value_source("metrics_listen"),
+            None | Some(ValueSource::DefaultValue)
+        );
+        if unset && let Ok(port) = std::env::var("METRICS_PORT") {
             let port: u16 = port
                 .parse()
                 .with_context(|| format!("METRICS_PORT={port:?} is not a port number"))?;
-            cli.metrics_listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
+            self.metrics_listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
         }
-        Ok(cli)
+        Ok(())
     }
-}
 
-impl Cli {
     /// The limits every guest call runs under.
     pub fn limits(&self) -> Limits {
         Limits {
-            request_timeout: self.request_timeout,
-            max_memory: self.max_memory,
+            request_timeout: *self.request_timeout,
+            max_memory: self.max_memory.0,
             max_instances: self.max_instances,
-            max_response_body: self.max_response_body,
+            max_response_body: self.max_response_body.0,
             instance_reuse: self.instance_reuse,
         }
     }
-}
 
-impl Cli {
     /// The limits on what a client sends.
     pub fn client_limits(&self) -> ClientLimits {
         ClientLimits {
-            max_body: self.max_body,
-            header_read_timeout: self.header_read_timeout,
-            body_read_timeout: self.body_read_timeout,
-            max_header_bytes: self.max_header_bytes,
+            max_body: self.max_body.0,
+            header_read_timeout: *self.header_read_timeout,
+            body_read_timeout: *self.body_read_timeout,
+            max_header_bytes: self.max_header_bytes.0,
         }
     }
 
@@ -213,110 +213,78 @@ impl Cli {
             max_value_bytes: self.max_label_value_bytes,
         }
     }
-}
 
-impl FileConfig {
-    /// Sets each value the file gives where neither a flag nor an
-    /// environment variable did.
-    fn apply(self, cli: &mut Cli, unset: &dyn Fn(&str) -> bool) -> Result<()> {
-        fn take<T>(key: &str, unset: &dyn Fn(&str) -> bool, value: Option<T>, slot: &mut T) {
-            if let Some(value) = value
-                && unset(key)
-            {
-                *slot = value;
-            }
-        }
-        fn parsed<T>(
-            value: Option<String>,
-            key: &str,
-            parse: fn(&str) -> Result<T, String>,
-        ) -> Result<Option<T>> {
-            value
-                .map(|v| {
-                    parse(&v).map_err(|e| anyhow::anyhow!("key `{}`: {e}", key.replace('_', "-")))
-                })
-                .transpose()
-        }
-        fn duration(text: &str) -> Result<Duration, String> {
-            humantime::parse_duration(text)
-                .map_err(|e| format!("{text:?} is not a duration such as \"10s\": {e}"))
-        }
-        take("listen", unset, self.listen, &mut cli.listen);
-        take(
-            "metrics_listen",
-            unset,
-            self.metrics_listen.map(Some),
-            &mut cli.metrics_listen,
-        );
-        take(
-            "component",
-            unset,
-            self.component.map(Some),
-            &mut cli.component,
-        );
-        let value = parsed(self.request_timeout, "request_timeout", duration)?;
-        take("request_timeout", unset, value, &mut cli.request_timeout);
-        let value = parsed(self.max_memory, "max_memory", parse_size)?;
-        take("max_memory", unset, value, &mut cli.max_memory);
-        let value = parsed(self.max_body, "max_body", parse_size)?;
-        take("max_body", unset, value, &mut cli.max_body);
-        let value = parsed(self.max_response_body, "max_response_body", parse_size)?;
-        take(
-            "max_response_body",
-            unset,
-            value,
-            &mut cli.max_response_body,
-        );
-        let value = parsed(self.max_header_bytes, "max_header_bytes", parse_size)?;
-        take("max_header_bytes", unset, value, &mut cli.max_header_bytes);
-        let value = parsed(self.header_read_timeout, "header_read_timeout", duration)?;
-        take(
-            "header_read_timeout",
-            unset,
-            value,
-            &mut cli.header_read_timeout,
-        );
-        take(
-            "max_instances",
-            unset,
-            self.max_instances,
-            &mut cli.max_instances,
-        );
-        take(
-            "instance_reuse",
-            unset,
-            self.instance_reuse,
-            &mut cli.instance_reuse,
-        );
-        take("series_cap", unset, self.series_cap, &mut cli.series_cap);
-        take(
-            "max_label_value_bytes",
-            unset,
-            self.max_label_value_bytes,
-            &mut cli.max_label_value_bytes,
-        );
-        let value = parsed(self.body_read_timeout, "body_read_timeout", duration)?;
-        take("body_read_timeout", unset, value, &mut cli.body_read_timeout);
-        take(
-            "cache_dir",
-            unset,
-            self.cache_dir.map(Some),
-            &mut cli.cache_dir,
-        );
-        take(
-            "no_default_metrics",
-            unset,
-            self.no_default_metrics,
-            &mut cli.no_default_metrics,
-        );
-        let value = parsed(self.drain_timeout, "drain_timeout", duration)?;
-        take("drain_timeout", unset, value, &mut cli.drain_timeout);
-        Ok(())
+    /// Time requests in flight get at a stop.
+    pub fn drain_timeout(&self) -> Duration {
+        *self.drain_timeout
     }
 }
 
-/// Parses a byte size: a number with an optional binary unit (`KiB`, `MiB`,
+/// `command` with each key of the TOML file at `path` as the default of the
+/// flag of that name, each value checked by the flag's parser. An unknown
+/// key or a bad value is refused with its line.
+fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
+    type Spanned<T> = toml::Spanned<T>;
+    let text = std::fs::read_to_string(path).context("cannot read it")?;
+    let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(&text)?;
+    for (key, value) in table {
+        let line = text[..key.span().start].matches('\n').count() + 1;
+        let setting = (|| {
+            let arg = (command.get_arguments())
+                .find(|a| a.get_long() == Some(key.get_ref()) && a.get_id() != "config")
+                .ok_or_else(|| anyhow!("unknown key; the keys are the flags of --help"))?;
+            let value = match value.into_inner() {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => bail!("a {} is not a setting; give a string, a number or a boolean", other.type_str()),
+            };
+            // The flag alone, as the file gives it: its own parser checks
+            // the value, and no environment variable stands in for it.
+            let alone = arg.clone().env(None).default_value(value.clone());
+            Command::new("promwasm")
+                .no_binary_name(true)
+                .arg(alone)
+                .try_get_matches_from(Vec::<OsString>::new())
+                .map_err(|e| match std::error::Error::source(&e) {
+                    Some(cause) => anyhow!("{value:?}: {cause}"),
+                    None => anyhow!("{value:?} is not a valid value"),
+                })?;
+            Ok((arg.get_id().clone(), value))
+        })();
+        let (id, value) = setting.with_context(|| format!("line {line}: key `{}`", key.get_ref()))?;
+        command = command.mut_arg(id, |arg| arg.default_value(value));
+    }
+    Ok(command)
+}
+
+/// A byte size: a number with an optional binary unit (`KiB`, `MiB`,
 /// `GiB`). Written here because the units are all it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub usize);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Size, String> {
+        parse_size(text).map(Size)
+    }
+}
+
+impl fmt::Display for Size {
+    /// The largest unit that divides the size: "64MiB", "8KiB", "100".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
+            .into_iter()
+            .find(|(shift, _)| n != 0 && n % (1 << shift) == 0)
+        {
+            Some((shift, unit)) => write!(f, "{}{unit}", n >> shift),
+            None => write!(f, "{n}"),
+        }
+    }
+}
+
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
@@ -325,7 +293,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
     let (number, unit) = text.split_at(split);
     let number: usize = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 65536, 64KiB or 16MiB"))?;
+        .map_err(|_| "not a size such as 65536, 64KiB or 16MiB".to_string())?;
     let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -357,8 +325,12 @@ mod tests {
         );
         assert_eq!(
             parse_size("lots"),
-            Err("\"lots\" is not a size such as 65536, 64KiB or 16MiB".to_string())
+            Err("not a size such as 65536, 64KiB or 16MiB".to_string())
         );
+        for (size, shown) in [(64 << 20, "64MiB"), (8 << 10, "8KiB"), (1 << 30, "1GiB"), (100, "100"), (0, "0")] {
+            assert_eq!(Size(size).to_string(), shown);
+            assert_eq!(shown.parse(), Ok(Size(size)));
+        }
     }
 
     fn write_config(text: &str) -> (tempfile_path::TempPath, String) {
@@ -395,51 +367,59 @@ mod tests {
         let (_file, path) =
             write_config("max-body = \"2MiB\"\nseries-cap = 7\nrequest-timeout = \"250ms\"\n");
         let cli = Cli::load_from(["promwasm", "--config", &path, "--series-cap", "9"]).unwrap();
-        assert_eq!(cli.max_body, 2 << 20);
+        assert_eq!(cli.max_body, Size(2 << 20));
         assert_eq!(cli.series_cap, 9);
-        assert_eq!(cli.request_timeout, Duration::from_millis(250));
-        assert_eq!(cli.max_memory, 64 << 20);
+        assert_eq!(*cli.request_timeout, Duration::from_millis(250));
+        assert_eq!(cli.max_memory, Size(64 << 20));
+    }
+
+    #[test]
+    fn a_file_sets_flags_and_enums() {
+        let (_file, path) = write_config("no-default-metrics = true
+log-format = \"json\"
+");
+        let cli = Cli::load_from(["promwasm", "--config", &path]).unwrap();
+        assert!(cli.no_default_metrics);
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::load_from(["promwasm", "--config", &path, "--log-format", "text"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
     }
 
     #[test]
     fn a_bad_file_names_the_file_line_and_key() {
-        let (_file, path) = write_config("max-body = \"1MiB\"\nmax-bodies = 3\n");
-        let err = format!(
-            "{:#}",
-            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
-        );
-        assert!(
-            err.starts_with(&format!(
-                "config file {path} is invalid: TOML parse error at line 2, column 1"
-            )),
-            "{err}"
-        );
-        assert!(err.contains("unknown field `max-bodies`"), "{err}");
-
-        let (_file, path) = write_config("\n\nseries-cap = \"many\"\n");
-        let err = format!(
-            "{:#}",
-            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
-        );
-        assert!(
-            err.contains("TOML parse error at line 3, column 14"),
-            "{err}"
-        );
-        assert!(
-            err.contains("invalid type: string \"many\", expected usize"),
-            "{err}"
-        );
-
-        let (_file, path) = write_config("max-memory = \"lots\"\n");
-        let err = format!(
-            "{:#}",
-            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        let refused = |text: &str| {
+            let (_file, path) = write_config(text);
+            let err = Cli::load_from(["promwasm", "--config", &path]).unwrap_err();
+            let prefix = format!("config file {path} is invalid: ");
+            let err = format!("{err:#}");
+            err.strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{err}"))
+                .to_string()
+        };
+        assert_eq!(
+            refused("max-body = \"1MiB\"\nmax-bodies = 3\n"),
+            "line 2: key `max-bodies`: unknown key; the keys are the flags of --help"
         );
         assert_eq!(
-            err,
-            format!(
-                "config file {path} is invalid: key `max-memory`: \"lots\" is not a size such as 65536, 64KiB or 16MiB"
-            )
+            refused("\n\nseries-cap = \"many\"\n"),
+            "line 3: key `series-cap`: \"many\": invalid digit found in string"
+        );
+        assert_eq!(
+            refused("max-memory = \"lots\"\n"),
+            "line 1: key `max-memory`: \"lots\": not a size such as 65536, 64KiB or 16MiB"
+        );
+        assert_eq!(
+            refused("listen = [1]\n"),
+            "line 1: key `listen`: a array is not a setting; give a string, a number or a boolean"
+        );
+        assert_eq!(
+            refused("config = \"other.toml\"\n"),
+            "line 1: key `config`: unknown key; the keys are the flags of --help"
+        );
+        assert!(
+            refused("max-body = \n").starts_with("TOML parse error at line 1, column 12"),
+            "{}",
+            refused("max-body = \n")
         );
     }
 

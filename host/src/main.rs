@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 use promwasm::EXAMPLE_COMPONENT;
 use promwasm::app::MetricOptions;
 use promwasm::component::{Component, Source};
-use promwasm::config::Cli;
+use promwasm::config::{Cli, LogFormat};
 use promwasm::pipeline::{Pipeline, Role};
 use promwasm::registry::Families;
 use promwasm::runtime::Runtime;
@@ -29,14 +29,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PROMWASM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour codes only for a terminal, not for a file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +83,7 @@ async fn run(cli: Cli) -> Result<()> {
     tracing::info!(limits = ?cli.limits(), client = ?cli.client_limits(), series = ?cli.series_limits(), "limits");
 
     signals.serve_until_stopped(&source, &pipeline).await;
-    tracing::info!(drain_timeout = ?cli.drain_timeout, "stopping: no new connections, draining requests in flight");
+    tracing::info!(drain_timeout = ?cli.drain_timeout(), "stopping: no new connections, draining requests in flight");
     let _ = stop.send(true);
     while listeners.join_next().await.is_some() {}
     tracing::info!("stopped");
@@ -123,7 +125,7 @@ async fn listen(
     let role = Role::Main {
         serves_metrics: metrics_listener.is_none(),
     };
-    let drain = cli.drain_timeout;
+    let drain = cli.drain_timeout();
     tasks.spawn(server::serve(pipeline.clone(), main_listener, role, stopped.clone(), drain));
     if let Some(listener) = metrics_listener {
         tasks.spawn(server::serve(pipeline.clone(), listener, Role::Metrics, stopped, drain));
