@@ -165,33 +165,6 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
         t_drop.push(phases.drop);
         t_total.push(phases.new_store + phases.instantiate + phases.call + phases.drop);
     }
-    // Warm: one instance serving request after request, as with
-    // `--instance-reuse` (no isolation between requests).
-    let reusing = serving(
-        Limits {
-            instance_reuse: u32::MAX,
-            ..Limits::default()
-        },
-        &app,
-    );
-    let mut t_warm = Vec::with_capacity(iters);
-    for _ in 0..warmup {
-        reusing
-            .handle(square_request())
-            .await
-            .0
-            .expect("response");
-    }
-    let faults = Faults::start();
-    for _ in 0..iters {
-        let request = square_request();
-        let t = Instant::now();
-        let (response, _) = reusing.handle(request).await;
-        t_warm.push(t.elapsed());
-        black_box(response.expect("response"));
-    }
-    let faults_warm = faults.per(iters);
-
     for v in [
         &mut t_store,
         &mut t_inst,
@@ -222,11 +195,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
         None,
     );
     report("  phases: total fresh instance + call", &mut t_total, None);
-    report(
-        "warm: Guest::handle on a reused instance (--instance-reuse)",
-        &mut t_warm,
-        faults_warm,
-    );
+    warm_call(&app, iters, warmup).await;
 
     // The host-side marshalling before the call: hyper request -> record.
     let parts = square_parts();
@@ -244,6 +213,41 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
         "host: hyper request -> types::Request (2 headers)",
         &mut t_marshal,
         None,
+    );
+}
+
+/// 2b. A warm call: one instance serving request after request, as with
+/// `--instance-reuse` (no isolation between requests).
+async fn warm_call(app: &App, iters: usize, warmup: usize) {
+    let reusing = serving(
+        Limits {
+            instance_reuse: u32::MAX,
+            ..Limits::default()
+        },
+        app,
+    );
+    let mut t_warm = Vec::with_capacity(iters);
+    for _ in 0..warmup {
+        reusing
+            .handle(square_request())
+            .await
+            .0
+            .expect("response");
+    }
+    let faults = Faults::start();
+    for _ in 0..iters {
+        let request = square_request();
+        let t = Instant::now();
+        let (response, _) = reusing.handle(request).await;
+        t_warm.push(t.elapsed());
+        black_box(response.expect("response"));
+    }
+    let faults_warm = faults.per(iters);
+
+    report(
+        "warm: Guest::handle on a reused instance (--instance-reuse)",
+        &mut t_warm,
+        faults_warm,
     );
 }
 

@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> Result<()> {
     let role = Role::Main {
         serves_metrics: true,
     };
-    let drain = Duration::from_secs(10);
+    let drain = promwasm::server::DEFAULT_DRAIN;
     let serving = tokio::spawn(promwasm::server::serve(pipeline, listener, role, stopped, drain));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

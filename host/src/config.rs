@@ -120,7 +120,7 @@ pub struct Cli {
     pub cache_dir: Option<PathBuf>,
 
     /// On SIGTERM or SIGINT, time requests in flight get to finish.
-    #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value = "10s")]
+    #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value_t = crate::server::DEFAULT_DRAIN.into())]
     pub drain_timeout: Span,
 
     /// How log lines on stderr are written: `text` for people, `json` (one

@@ -384,47 +384,14 @@ impl Compiled {
         };
         store.epoch_deadline_async_yield_and_update(1);
         store.data_mut().limiter.refused = false;
-        let start = Instant::now();
-        if let Some(phases) = phases.as_deref_mut() {
-            phases.new_store = start - begin;
-        }
-
         let mut stats = CallStats {
             reused: handler.is_some(),
             ..CallStats::default()
         };
-        let mut instance = None;
-        let run = async {
-            let handler = match handler {
-                Some(handler) => handler,
-                None => {
-                    let handler = self
-                        .pre
-                        .instantiate_async(&mut store)
-                        .await
-                        .map_err(instantiate_error)?;
-                    stats.instantiate = Some(start.elapsed());
-                    handler
-                }
-            };
-            let result = f(&handler, &mut store).await;
-            stats.call = start.elapsed() - stats.instantiate.unwrap_or_default();
-            instance = Some(handler);
-            match result {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(message)) => Err(CallError::Guest(message)),
-                Err(trap) => Err(CallError::Trap(trap)),
-            }
-        };
-        let result = match tokio::time::timeout(self.limits.request_timeout, run).await {
-            Ok(result) => result,
-            Err(_) => {
-                stats.call = start
-                    .elapsed()
-                    .saturating_sub(stats.instantiate.unwrap_or_default());
-                Err(CallError::Timeout(self.limits.request_timeout))
-            }
-        };
+        if let Some(phases) = phases.as_deref_mut() {
+            phases.new_store = begin.elapsed();
+        }
+        let (result, handler) = self.call_in_time(&mut store, handler, &mut stats, f).await;
         let limiter = &store.data().limiter;
         stats.memory_high_water = limiter.high_water;
         let result = match result {
@@ -438,7 +405,7 @@ impl Compiled {
             phases.instantiate = stats.instantiate.unwrap_or_default();
             phases.call = stats.call;
         }
-        let instance = match (&result, instance) {
+        let instance = match (&result, handler) {
             (Ok(_), Some(handler)) => Some(Warm {
                 store,
                 handler,
@@ -451,6 +418,44 @@ impl Compiled {
             stats,
             instance,
         }
+    }
+
+    /// Instantiates (unless `handler` is warm) and runs `f` within the
+    /// request timeout, timing both into `stats`. Gives back the instance
+    /// when the call returned, whatever it returned.
+    async fn call_in_time<T>(
+        &self,
+        store: &mut Store<HostState>,
+        handler: Option<RouteHandler>,
+        stats: &mut CallStats,
+        f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> (Result<T, CallError>, Option<RouteHandler>) {
+        let start = Instant::now();
+        let mut instance = None;
+        let run = async {
+            let handler = match handler {
+                Some(handler) => handler,
+                None => {
+                    let handler = (self.pre.instantiate_async(&mut *store).await)
+                        .map_err(instantiate_error)?;
+                    stats.instantiate = Some(start.elapsed());
+                    handler
+                }
+            };
+            let result = f(&handler, &mut *store).await;
+            instance = Some(handler);
+            match result {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(message)) => Err(CallError::Guest(message)),
+                Err(trap) => Err(CallError::Trap(trap)),
+            }
+        };
+        let result = (tokio::time::timeout(self.limits.request_timeout, run).await)
+            .unwrap_or(Err(CallError::Timeout(self.limits.request_timeout)));
+        stats.call = start
+            .elapsed()
+            .saturating_sub(stats.instantiate.unwrap_or_default());
+        (result, instance)
     }
 }
 

@@ -15,6 +15,9 @@ use tokio::sync::watch;
 
 use crate::pipeline::{Handler, Pipeline, Role};
 
+/// Time requests in flight get to finish at a stop, unless told otherwise.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
 /// Binds a listener, naming the address when that fails.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
