@@ -124,14 +124,20 @@ fn long_label_values_go_to_the_overflow_series() {
     assert_eq!(
         s.get(
             "promwasm_metric_overflow_updates_total",
-            &[("metric", "flask_app_total_auths"), ("reason", "value_too_long")]
+            &[
+                ("metric", "flask_app_total_auths"),
+                ("reason", "value_too_long")
+            ]
         ),
         Some((REQUESTS + 1) as f64)
     );
     assert_eq!(
         s.get(
             "promwasm_metric_overflow_updates_total",
-            &[("metric", "flask_app_total_auths"), ("reason", "series_cap")]
+            &[
+                ("metric", "flask_app_total_auths"),
+                ("reason", "series_cap")
+            ]
         ),
         None
     );
@@ -156,7 +162,10 @@ fn a_body_that_never_arrives_is_answered_408_and_closed() {
         .expect("the server closes the connection");
     let took = start.elapsed();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
     assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     assert!(
         answer.ends_with("\r\n\r\nRequest body not received within 1s"),
@@ -178,7 +187,10 @@ fn a_body_that_never_arrives_is_answered_408_and_closed() {
 
     let s = app.scrape();
     assert_eq!(
-        s.get("promwasm_http_rejected_total", &[("reason", "body_timeout")]),
+        s.get(
+            "promwasm_http_rejected_total",
+            &[("reason", "body_timeout")]
+        ),
         Some(1.0)
     );
     assert_eq!(

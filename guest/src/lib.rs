@@ -82,9 +82,13 @@ impl Guest for App {
 struct Import;
 
 impl seed::Recorder for Import {
-    fn counter_add(&self, metric: seed::Metric, labels: &[&str], value: f64) -> Result<(), String> {
-        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        metrics::counter_add(metric.handle(), &labels, value)
+    fn counter_add(
+        &self,
+        metric: seed::Metric,
+        labels: &[String],
+        value: f64,
+    ) -> Result<(), String> {
+        metrics::counter_add(metric.handle(), labels, value)
             .map_err(|e| format!("{}: {e:?}", metric.spec().name))
     }
 

@@ -114,11 +114,7 @@ async fn runtime_handle(manifest: &types::Manifest, iters: usize, warmup: usize)
     let families = Families::new();
     let app = example_app(&families, manifest, 2000);
     let runtime = serving(Limits::default(), &app);
-    let response = runtime
-        .handle(square_request())
-        .await
-        .0
-        .expect("handle");
+    let response = runtime.handle(square_request()).await.0.expect("handle");
     assert_eq!((response.status, &response.body[..]), (200, &b"400.0"[..]));
 
     let mut times = Vec::with_capacity(iters);
@@ -228,11 +224,7 @@ async fn warm_call(app: &App, iters: usize, warmup: usize) {
     );
     let mut t_warm = Vec::with_capacity(iters);
     for _ in 0..warmup {
-        reusing
-            .handle(square_request())
-            .await
-            .0
-            .expect("response");
+        reusing.handle(square_request()).await.0.expect("response");
     }
     let faults = Faults::start();
     for _ in 0..iters {
@@ -271,7 +263,12 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
     for i in 0..warmup + iters {
         let t0 = Instant::now();
         app.guest_metrics
-            .update(TOTAL_AUTHS, Update::CounterAdd, vec!["john".to_string()], 1.0)
+            .update(
+                TOTAL_AUTHS,
+                Update::CounterAdd,
+                vec!["john".to_string()],
+                1.0,
+            )
             .expect("update");
         let t1 = Instant::now();
         http.observe(black_box(&labels), Duration::from_micros(50));
@@ -330,7 +327,12 @@ fn encode_10k(manifest: &types::Manifest) {
     let app = example_app(&families, manifest, 20_000);
     for i in 0..10_000 {
         app.guest_metrics
-            .update(TOTAL_AUTHS, Update::CounterAdd, vec![format!("user{i}")], 1.0)
+            .update(
+                TOTAL_AUTHS,
+                Update::CounterAdd,
+                vec![format!("user{i}")],
+                1.0,
+            )
             .expect("update");
     }
     for format in [Format::Text, Format::OpenMetrics] {

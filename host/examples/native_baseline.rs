@@ -99,15 +99,23 @@ struct Native {
 struct Recorder(Arc<GuestMetrics>);
 
 impl seed::Recorder for Recorder {
-    fn counter_add(&self, metric: seed::Metric, labels: &[&str], value: f64) -> Result<(), String> {
-        let labels = labels.iter().map(|l| l.to_string()).collect();
-        (self.0.update(metric.handle(), Update::CounterAdd, labels, value))
-            .map_err(|e| format!("{}: {e}", metric.spec().name))
+    fn counter_add(
+        &self,
+        metric: seed::Metric,
+        labels: &[String],
+        value: f64,
+    ) -> Result<(), String> {
+        (self
+            .0
+            .update(metric.handle(), Update::CounterAdd, labels.to_vec(), value))
+        .map_err(|e| format!("{}: {e}", metric.spec().name))
     }
 
     fn histogram_observe(&self, metric: seed::Metric, value: f64) -> Result<(), String> {
-        (self.0.update(metric.handle(), Update::HistogramObserve, vec![], value))
-            .map_err(|e| format!("{}: {e}", metric.spec().name))
+        (self
+            .0
+            .update(metric.handle(), Update::HistogramObserve, vec![], value))
+        .map_err(|e| format!("{}: {e}", metric.spec().name))
     }
 }
 
@@ -180,7 +188,9 @@ async fn run(cli: Cli) -> Result<()> {
         serves_metrics: true,
     };
     let drain = promwasm::server::DEFAULT_DRAIN;
-    let serving = tokio::spawn(promwasm::server::serve(pipeline, listener, role, stopped, drain));
+    let serving = tokio::spawn(promwasm::server::serve(
+        pipeline, listener, role, stopped, drain,
+    ));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}

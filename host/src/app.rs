@@ -90,7 +90,9 @@ impl App {
             let gauges = (manifest.host_metrics.iter())
                 .zip(&declared.in_progress)
                 .filter_map(|(h, family)| match h.measure {
-                    HostMeasure::InProgress => family.gauge_for(h.route.as_deref(), &route.template),
+                    HostMeasure::InProgress => {
+                        family.gauge_for(h.route.as_deref(), &route.template)
+                    }
                 });
             RouteState {
                 in_progress: gauges.collect(),
@@ -120,7 +122,9 @@ impl Names {
         check_name(name)?;
         check_help(help)?;
         if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
-            bail!("the name ends in {suffix:?}, a suffix the host adds by type; declare it without");
+            bail!(
+                "the name ends in {suffix:?}, a suffix the host adds by type; declare it without"
+            );
         }
         if let Some(reserved) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
             bail!("names starting with {reserved:?} belong to the host");
@@ -284,22 +288,70 @@ mod tests {
     fn every_manifest_refusal_names_its_cause() {
         use MetricKind::{Counter, Histogram, Info};
         let cases = [
-            (metric("1abc", "H", Counter, &[]), "metric \"1abc\": not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
-            (metric("hits_total", "H", Counter, &[]), "metric \"hits_total\": the name ends in \"_total\", a suffix the host adds by type; declare it without"),
-            (metric("size_bucket", "H", Counter, &[]), "metric \"size_bucket\": the name ends in \"_bucket\", a suffix the host adds by type; declare it without"),
-            (metric("process_x", "H", Counter, &[]), "metric \"process_x\": names starting with \"process_\" belong to the host"),
-            (metric("promwasm_x", "H", Counter, &[]), "metric \"promwasm_x\": names starting with \"promwasm_\" belong to the host"),
-            (metric("app_http_request", "H", Counter, &[]), "metric \"app_http_request\": the name is already taken by a default family or another declaration"),
-            (metric("good", "H", Counter, &[]), "metric \"good\": the name is already taken by a default family or another declaration"),
-            (metric("m", "say \"hi\"", Counter, &[]), "metric \"m\": help text holds a control character, '\\' or '\"'"),
-            (metric("m", "H", Counter, &["1x"]), "metric \"m\": label \"1x\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
-            (metric("m", "H", Counter, &["__x"]), "metric \"m\": label \"__x\": names starting with \"__\" are reserved"),
-            (metric("m", "H", Counter, &["a", "a"]), "metric \"m\": label \"a\" is declared twice"),
-            (metric("m", "H", Histogram(vec![]), &[]), "metric \"m\": a histogram declares at least one bucket"),
-            (metric("m", "H", Histogram(vec![2.0, 1.0]), &[]), "metric \"m\": bucket bounds must be finite and strictly increasing, got [2.0, 1.0]"),
-            (metric("m", "H", Histogram(vec![1.0, f64::INFINITY]), &[]), "metric \"m\": bucket bounds must be finite and strictly increasing, got [1.0, inf]"),
-            (metric("m", "H", Histogram(vec![1.0]), &["le"]), "metric \"m\": label \"le\" is the histogram's own"),
-            (metric("m", "H", Info(vec![]), &["version"]), "metric \"m\": an info metric gives one value per label: 1 labels, 0 values"),
+            (
+                metric("1abc", "H", Counter, &[]),
+                "metric \"1abc\": not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+            ),
+            (
+                metric("hits_total", "H", Counter, &[]),
+                "metric \"hits_total\": the name ends in \"_total\", a suffix the host adds by type; declare it without",
+            ),
+            (
+                metric("size_bucket", "H", Counter, &[]),
+                "metric \"size_bucket\": the name ends in \"_bucket\", a suffix the host adds by type; declare it without",
+            ),
+            (
+                metric("process_x", "H", Counter, &[]),
+                "metric \"process_x\": names starting with \"process_\" belong to the host",
+            ),
+            (
+                metric("promwasm_x", "H", Counter, &[]),
+                "metric \"promwasm_x\": names starting with \"promwasm_\" belong to the host",
+            ),
+            (
+                metric("app_http_request", "H", Counter, &[]),
+                "metric \"app_http_request\": the name is already taken by a default family or another declaration",
+            ),
+            (
+                metric("good", "H", Counter, &[]),
+                "metric \"good\": the name is already taken by a default family or another declaration",
+            ),
+            (
+                metric("m", "say \"hi\"", Counter, &[]),
+                "metric \"m\": help text holds a control character, '\\' or '\"'",
+            ),
+            (
+                metric("m", "H", Counter, &["1x"]),
+                "metric \"m\": label \"1x\" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+            ),
+            (
+                metric("m", "H", Counter, &["__x"]),
+                "metric \"m\": label \"__x\": names starting with \"__\" are reserved",
+            ),
+            (
+                metric("m", "H", Counter, &["a", "a"]),
+                "metric \"m\": label \"a\" is declared twice",
+            ),
+            (
+                metric("m", "H", Histogram(vec![]), &[]),
+                "metric \"m\": a histogram declares at least one bucket",
+            ),
+            (
+                metric("m", "H", Histogram(vec![2.0, 1.0]), &[]),
+                "metric \"m\": bucket bounds must be finite and strictly increasing, got [2.0, 1.0]",
+            ),
+            (
+                metric("m", "H", Histogram(vec![1.0, f64::INFINITY]), &[]),
+                "metric \"m\": bucket bounds must be finite and strictly increasing, got [1.0, inf]",
+            ),
+            (
+                metric("m", "H", Histogram(vec![1.0]), &["le"]),
+                "metric \"m\": label \"le\" is the histogram's own",
+            ),
+            (
+                metric("m", "H", Info(vec![]), &["version"]),
+                "metric \"m\": an info metric gives one value per label: 1 labels, 0 values",
+            ),
         ];
         for (bad, message) in cases {
             assert_eq!(refusal(&manifest(vec![bad], vec![])), message);

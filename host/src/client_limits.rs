@@ -114,4 +114,3 @@ pub async fn read_body(
         )),
     }
 }
-

@@ -103,8 +103,7 @@ fn guest_response(response: types::Response) -> Result<Response<Body>, String> {
     for (name, value) in response.headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name {name:?}"))?;
-        let value =
-            HeaderValue::from_str(&value).map_err(|_| format!("value of header {name}"))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| format!("value of header {name}"))?;
         http.headers_mut().append(name, value);
     }
     http.headers_mut()
@@ -163,11 +162,12 @@ impl Source {
             return;
         };
         let families = &pipeline.families;
-        let loaded = match tokio::fs::read(path).await {
-            Ok(bytes) => self.load(families, &bytes, path).await,
-            Err(e) => Err(anyhow::Error::new(e)
-                .context(format!("cannot read component {}", path.display()))),
-        };
+        let loaded =
+            match tokio::fs::read(path).await {
+                Ok(bytes) => self.load(families, &bytes, path).await,
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("cannot read component {}", path.display()))),
+            };
         match loaded {
             Ok(mounted) => {
                 pipeline.replace(mounted);

@@ -237,7 +237,10 @@ fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(n) => n.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other => bail!("a {} is not a setting; give a string, a number or a boolean", other.type_str()),
+                other => bail!(
+                    "a {} is not a setting; give a string, a number or a boolean",
+                    other.type_str()
+                ),
             };
             // The flag alone, as the file gives it: its own parser checks
             // the value, and no environment variable stands in for it.
@@ -252,7 +255,8 @@ fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
                 })?;
             Ok((arg.get_id().clone(), value))
         })();
-        let (id, value) = setting.with_context(|| format!("line {line}: key `{}`", key.get_ref()))?;
+        let (id, value) =
+            setting.with_context(|| format!("line {line}: key `{}`", key.get_ref()))?;
         command = command.mut_arg(id, |arg| arg.default_value(value));
     }
     Ok(command)
@@ -327,7 +331,13 @@ mod tests {
             parse_size("lots"),
             Err("not a size such as 65536, 64KiB or 16MiB".to_string())
         );
-        for (size, shown) in [(64 << 20, "64MiB"), (8 << 10, "8KiB"), (1 << 30, "1GiB"), (100, "100"), (0, "0")] {
+        for (size, shown) in [
+            (64 << 20, "64MiB"),
+            (8 << 10, "8KiB"),
+            (1 << 30, "1GiB"),
+            (100, "100"),
+            (0, "0"),
+        ] {
             assert_eq!(Size(size).to_string(), shown);
             assert_eq!(shown.parse(), Ok(Size(size)));
         }
@@ -375,9 +385,11 @@ mod tests {
 
     #[test]
     fn a_file_sets_flags_and_enums() {
-        let (_file, path) = write_config("no-default-metrics = true
+        let (_file, path) = write_config(
+            "no-default-metrics = true
 log-format = \"json\"
-");
+",
+        );
         let cli = Cli::load_from(["promwasm", "--config", &path]).unwrap();
         assert!(cli.no_default_metrics);
         assert_eq!(cli.log_format, LogFormat::Json);

@@ -593,6 +593,15 @@ mod tests {
         }
     }
 
+    /// The `auths_total` sample lines, sorted.
+    fn auth_series(text: &str) -> Vec<&str> {
+        let mut series: Vec<_> = (text.lines())
+            .filter(|l| l.starts_with("auths_total{"))
+            .collect();
+        series.sort_unstable();
+        series
+    }
+
     #[test]
     fn caps_series_and_keeps_sums_exact() {
         let (registry, m) = guest_metrics(SeriesLimits {
@@ -604,13 +613,8 @@ mod tests {
                 .unwrap();
         }
         let text = Format::Text.encode(&registry);
-        let mut series: Vec<_> = text
-            .lines()
-            .filter(|l| l.starts_with("auths_total{"))
-            .collect();
-        series.sort_unstable();
         assert_eq!(
-            series,
+            auth_series(&text),
             [
                 "auths_total{user=\"__overflow__\"} 7.0",
                 "auths_total{user=\"u0\"} 1.0",
@@ -638,13 +642,8 @@ mod tests {
                 .unwrap();
         }
         let text = Format::Text.encode(&registry);
-        let mut series: Vec<_> = text
-            .lines()
-            .filter(|l| l.starts_with("auths_total{"))
-            .collect();
-        series.sort_unstable();
         assert_eq!(
-            series,
+            auth_series(&text),
             [
                 "auths_total{user=\"__overflow__\"} 3.0",
                 "auths_total{user=\"abcd\"} 2.0",

@@ -92,4 +92,3 @@ impl ComponentInfo {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 }
-

@@ -153,4 +153,3 @@ impl FromIterator<Gauge> for InProgress {
         InProgress(iter.into_iter().collect())
     }
 }
-

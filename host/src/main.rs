@@ -126,9 +126,21 @@ async fn listen(
         serves_metrics: metrics_listener.is_none(),
     };
     let drain = cli.drain_timeout();
-    tasks.spawn(server::serve(pipeline.clone(), main_listener, role, stopped.clone(), drain));
+    tasks.spawn(server::serve(
+        pipeline.clone(),
+        main_listener,
+        role,
+        stopped.clone(),
+        drain,
+    ));
     if let Some(listener) = metrics_listener {
-        tasks.spawn(server::serve(pipeline.clone(), listener, Role::Metrics, stopped, drain));
+        tasks.spawn(server::serve(
+            pipeline.clone(),
+            listener,
+            Role::Metrics,
+            stopped,
+            drain,
+        ));
     }
     Ok(tasks)
 }

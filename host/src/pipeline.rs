@@ -171,7 +171,9 @@ impl<H: Handler> Pipeline<H> {
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };
-        self.families.runtime.failure(&route.runtime, failure.reason);
+        self.families
+            .runtime
+            .failure(&route.runtime, failure.reason);
         if failure.exception
             && let Some(http) = &mounted.app.http
         {

@@ -72,4 +72,3 @@ impl Collector for ProcessCollector {
         Ok(())
     }
 }
-

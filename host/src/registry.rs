@@ -67,7 +67,10 @@ impl fmt::Display for Signature {
             Signature::InProgress => f.write_str("in-progress gauge labelled by path"),
             Signature::Guest { shape, labels } => match shape {
                 Shape::Histogram(buckets) => {
-                    write!(f, "histogram with labels {labels:?} and buckets {buckets:?}")
+                    write!(
+                        f,
+                        "histogram with labels {labels:?} and buckets {buckets:?}"
+                    )
                 }
                 shape => write!(f, "{shape} with labels {labels:?}"),
             },
@@ -132,7 +135,12 @@ impl Families {
             labels: d.labels.clone(),
         };
         let mut claims: Vec<(String, Signature)> = Vec::new();
-        claims.extend(wanted.guest.iter().map(|d| (d.name.clone(), guest_signature(d))));
+        claims.extend(
+            wanted
+                .guest
+                .iter()
+                .map(|d| (d.name.clone(), guest_signature(d))),
+        );
         claims.extend(
             (wanted.in_progress.iter()).map(|(name, _)| (name.clone(), Signature::InProgress)),
         );

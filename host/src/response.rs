@@ -19,7 +19,9 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// A body sent in one piece.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A plain-text answer.

@@ -87,8 +87,7 @@ impl Router {
         let mut shapes = HashMap::new();
         for decl in decls {
             let index = router.routes.len();
-            let mut route =
-                check_route(&decl).with_context(|| format!("route {:?}", decl.path))?;
+            let mut route = check_route(&decl).with_context(|| format!("route {:?}", decl.path))?;
             route.index = index as u32;
             let segments =
                 parse_template(decl.path).with_context(|| format!("route {:?}", decl.path))?;
@@ -115,7 +114,6 @@ impl Router {
         }
         Ok(router)
     }
-
 }
 
 impl<T: AsRef<Route>> Router<T> {
@@ -270,7 +268,10 @@ mod tests {
         assert_eq!(decided(&r, Method::GET, "/"), ("handle", Some(0)));
         assert_eq!(decided(&r, Method::HEAD, "/square"), ("handle", Some(1)));
         assert_eq!(decided(&r, Method::POST, "/square"), ("405", Some(1)));
-        assert_eq!(decided(&r, Method::OPTIONS, "/square"), ("options", Some(1)));
+        assert_eq!(
+            decided(&r, Method::OPTIONS, "/square"),
+            ("options", Some(1))
+        );
         assert_eq!(decided(&r, Method::GET, "/square/"), ("404", None));
         assert_eq!(decided(&r, Method::GET, "/nope"), ("404", None));
         assert_eq!(decided(&r, Method::POST, "/users/7"), ("handle", Some(2)));

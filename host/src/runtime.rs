@@ -193,15 +193,31 @@ impl WasiView for HostState {
 impl types::Host for HostState {}
 
 impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
-        self.metrics.update(metric, Update::CounterAdd, labels, value)
+    fn counter_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.metrics
+            .update(metric, Update::CounterAdd, labels, value)
     }
 
-    fn gauge_set(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn gauge_set(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.metrics.update(metric, Update::GaugeSet, labels, value)
     }
 
-    fn gauge_add(&mut self, metric: u32, labels: Vec<String>, value: f64) -> Result<(), MetricError> {
+    fn gauge_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
         self.metrics.update(metric, Update::GaugeAdd, labels, value)
     }
 
@@ -373,7 +389,8 @@ impl Compiled {
         mut phases: Option<&mut Phases>,
         f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Ran<T> {
-        let begin = Instant::now();
+        // The clock is read for the phases only when they are asked for.
+        let begin = phases.is_some().then(Instant::now);
         let (mut store, handler, served) = match warm {
             Some(Warm {
                 store,
@@ -388,7 +405,7 @@ impl Compiled {
             reused: handler.is_some(),
             ..CallStats::default()
         };
-        if let Some(phases) = phases.as_deref_mut() {
+        if let (Some(phases), Some(begin)) = (phases.as_deref_mut(), begin) {
             phases.new_store = begin.elapsed();
         }
         let (result, handler) = self.call_in_time(&mut store, handler, &mut stats, f).await;
@@ -461,7 +478,9 @@ impl Compiled {
 
 /// A full pool is a capacity problem, anything else a trap.
 fn instantiate_error(e: wasmtime::Error) -> CallError {
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         CallError::Capacity(e)
     } else {
         CallError::Trap(e)
@@ -530,9 +549,9 @@ impl Guest {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(warm),
             done => {
-                let start = Instant::now();
-                drop(done);
                 if let Some(phases) = phases {
+                    let start = Instant::now();
+                    drop(done);
                     phases.drop = start.elapsed();
                 }
             }

@@ -128,7 +128,9 @@ impl Metric {
 /// Where the app's metric updates go. An error is the update's refusal,
 /// named; the request then fails.
 pub trait Recorder {
-    fn counter_add(&self, metric: Metric, labels: &[&str], value: f64) -> Result<(), String>;
+    /// `labels` are owned strings because that is what the host's import
+    /// takes: the guest passes them on without another copy.
+    fn counter_add(&self, metric: Metric, labels: &[String], value: f64) -> Result<(), String>;
     fn histogram_observe(&self, metric: Metric, value: f64) -> Result<(), String>;
 }
 
@@ -144,7 +146,8 @@ pub fn handle(
     metrics: &impl Recorder,
 ) -> Result<Answer, String> {
     // The Flask app's `before_request` hook counted every routed request.
-    metrics.counter_add(Metric::TotalAuths, &[user.unwrap_or("anonymous")], 1.0)?;
+    let user = user.unwrap_or("anonymous").to_string();
+    metrics.counter_add(Metric::TotalAuths, &[user], 1.0)?;
     Ok(match route {
         Route::Index => (
             200,
@@ -158,7 +161,10 @@ pub fn handle(
                 if square.is_finite() {
                     (200, format!("{square:?}"))
                 } else {
-                    (400, format!("The square of {num:?} is too large to represent"))
+                    (
+                        400,
+                        format!("The square of {num:?} is too large to represent"),
+                    )
                 }
             }
             Err(message) => (400, message),
@@ -186,7 +192,7 @@ mod tests {
     struct Recorded(RefCell<Vec<String>>);
 
     impl Recorder for Recorded {
-        fn counter_add(&self, metric: Metric, labels: &[&str], value: f64) -> Result<(), String> {
+        fn counter_add(&self, metric: Metric, labels: &[String], value: f64) -> Result<(), String> {
             self.0
                 .borrow_mut()
                 .push(format!("{} {labels:?} +{value}", metric.spec().name));

@@ -22,7 +22,9 @@ pub fn num_param(query: &str) -> Result<f64, String> {
     if num.is_finite() {
         Ok(num)
     } else {
-        Err(format!("Request parameter 'num' must be finite, got '{raw}'"))
+        Err(format!(
+            "Request parameter 'num' must be finite, got '{raw}'"
+        ))
     }
 }
 
