@@ -117,8 +117,9 @@ pub enum Update {
     HistogramObserve,
 }
 
-/// Where a guest's metric updates go: the families its component declared
-/// (`crate::guest_metrics::GuestMetrics`).
+/// Where a guest's metric updates go. The runtime defines it and the
+/// metrics side implements it for the families a component declared, so
+/// the runtime depends on no metric family.
 pub trait MetricSink: Send + Sync + 'static {
     /// Applies one update, or refuses it with the error the guest gets back.
     fn update(

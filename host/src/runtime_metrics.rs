@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::labels::{PathLabels, PathReasonLabels};
-use crate::runtime::CallStats;
+use crate::call_stats::CallStats;
 
 fn seconds_histogram() -> Histogram {
     Histogram::new([
