@@ -776,6 +776,7 @@ fn compiled_artifact_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |dir: &std::path::Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&stored[0]), 0o600);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let fifth = run();
     assert!(

@@ -119,11 +119,11 @@ fn engine_key(engine: &Engine) -> String {
 /// The entry's component, or `None` (logged) when it is missing, corrupt or
 /// from an incompatible engine.
 fn load(engine: &Engine, entry: &Path) -> Option<Component> {
-    let data = match std::fs::read(entry) {
+    let data = match read_owned(entry) {
         Ok(data) => data,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            tracing::warn!(entry = %entry.display(), "cache entry unreadable, recompiling: {e}");
+            tracing::warn!(entry = %entry.display(), "cache entry unusable, recompiling: {e}");
             return None;
         }
     };
@@ -147,16 +147,46 @@ fn load(engine: &Engine, entry: &Path) -> Option<Component> {
     }
 }
 
-/// Writes the entry beside its final name, then renames it: a reader never
-/// sees half an entry.
+/// The entry's bytes, when this user owns it and nobody else may write it
+/// (checked on the open file, so a swap after the check changes nothing).
+fn read_owned(entry: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(entry)?;
+    let meta = file.metadata()?;
+    let me = std::fs::metadata(entry.parent().unwrap_or(Path::new(".")))?.uid();
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "owned by user {} with mode {:o}; entries must be the directory owner's and writable by them only",
+            meta.uid(),
+            meta.mode() & 0o777
+        )));
+    }
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Writes the entry owner-only (0600) beside its final name, then renames
+/// it: a reader never sees half an entry.
 fn store(component: &Component, entry: &Path) -> wasmtime::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let payload = component.serialize()?;
-    let mut data = Sha256::digest(&payload).to_vec();
-    data.extend_from_slice(&payload);
     let staged = entry.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&staged, &data)?;
-    std::fs::rename(&staged, entry)?;
-    Ok(())
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged)?;
+        file.write_all(&Sha256::digest(&payload))?;
+        file.write_all(&payload)?;
+        std::fs::rename(&staged, entry)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    Ok(written?)
 }
 
 /// Lower-case hex of a digest.

@@ -91,8 +91,22 @@ pub fn guest_request(parts: &Parts, route: u32, body: Bytes) -> types::Request {
     }
 }
 
+/// Headers that frame the message or the connection: the host sets them,
+/// and a guest's would desynchronise the stream (a `content-length` that
+/// is not the body's would make the body read as the next response).
+const FRAMING_HEADERS: [HeaderName; 8] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
 /// Turns the guest's response record into an HTTP response, refusing
-/// statuses and headers HTTP cannot carry.
+/// statuses and headers HTTP cannot carry, and the framing headers.
 fn guest_response(response: types::Response) -> Result<Response<Body>, String> {
     let status = StatusCode::from_u16(response.status)
         .ok()
@@ -103,6 +117,9 @@ fn guest_response(response: types::Response) -> Result<Response<Body>, String> {
     for (name, value) in response.headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name {name:?}"))?;
+        if FRAMING_HEADERS.contains(&name) {
+            return Err(format!("header {name}, which the host sets itself"));
+        }
         let value = HeaderValue::from_str(&value).map_err(|_| format!("value of header {name}"))?;
         http.headers_mut().append(name, value);
     }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -155,7 +155,9 @@ impl Cli {
         let mut command = Cli::command();
         let mut matches = command.clone().get_matches_from(&args);
         if let Some(path) = matches.get_one::<PathBuf>("config").cloned() {
-            command = with_file_defaults(command, &path)
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            command = with_file_defaults(command, &text)
                 .with_context(|| format!("config file {} is invalid", path.display()))?;
             matches = command.get_matches_from(&args);
         }
@@ -220,28 +222,19 @@ impl Cli {
     }
 }
 
-/// `command` with each key of the TOML file at `path` as the default of the
+/// `command` with each key of the TOML file `text` as the default of the
 /// flag of that name, each value checked by the flag's parser. An unknown
 /// key or a bad value is refused with its line.
-fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
+fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
     type Spanned<T> = toml::Spanned<T>;
-    let text = std::fs::read_to_string(path).context("cannot read it")?;
-    let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(&text)?;
+    let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text)?;
     for (key, value) in table {
         let line = text[..key.span().start].matches('\n').count() + 1;
-        let setting = (|| {
+        let setting = (|| -> Result<(clap::Id, String)> {
             let arg = (command.get_arguments())
                 .find(|a| a.get_long() == Some(key.get_ref()) && a.get_id() != "config")
                 .ok_or_else(|| anyhow!("unknown key; the keys are the flags of --help"))?;
-            let value = match value.into_inner() {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(n) => n.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => bail!(
-                    "a {} is not a setting; give a string, a number or a boolean",
-                    other.type_str()
-                ),
-            };
+            let value = file_value(arg, value.into_inner())?;
             // The flag alone, as the file gives it: its own parser checks
             // the value, and no environment variable stands in for it.
             let alone = arg.clone().env(None).default_value(value.clone());
@@ -251,7 +244,12 @@ fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
                 .try_get_matches_from(Vec::<OsString>::new())
                 .map_err(|e| match std::error::Error::source(&e) {
                     Some(cause) => anyhow!("{value:?}: {cause}"),
-                    None => anyhow!("{value:?} is not a valid value"),
+                    None => {
+                        let possible: Vec<String> = (arg.get_possible_values().iter())
+                            .map(|v| v.get_name().to_string())
+                            .collect();
+                        anyhow!("{value:?} is not one of {}", possible.join(", "))
+                    }
                 })?;
             Ok((arg.get_id().clone(), value))
         })();
@@ -260,6 +258,32 @@ fn with_file_defaults(mut command: Command, path: &Path) -> Result<Command> {
         command = command.mut_arg(id, |arg| arg.default_value(value));
     }
     Ok(command)
+}
+
+/// A file's value as the flag's text, when its TOML type is the flag's: a
+/// boolean for a switch, an integer for a count, a string for the rest (so
+/// `component = true` is refused, not read as a file named "true").
+fn file_value(arg: &clap::Arg, value: toml::Value) -> Result<String> {
+    use std::any::TypeId;
+    let parser = arg.get_value_parser();
+    let switch = !arg.get_action().takes_values();
+    let count =
+        parser.type_id() == TypeId::of::<usize>() || parser.type_id() == TypeId::of::<u32>();
+    Ok(match value {
+        toml::Value::Boolean(b) if switch => b.to_string(),
+        toml::Value::Integer(n) if count => n.to_string(),
+        toml::Value::String(s) if !switch && !count => s,
+        other => {
+            let wanted = if switch {
+                "true or false"
+            } else if count {
+                "a whole number"
+            } else {
+                "a string"
+            };
+            bail!("this key takes {wanted}, not a {}", other.type_str())
+        }
+    })
 }
 
 /// A byte size: a number with an optional binary unit (`KiB`, `MiB`,
@@ -414,7 +438,7 @@ log-format = \"json\"
         );
         assert_eq!(
             refused("\n\nseries-cap = \"many\"\n"),
-            "line 3: key `series-cap`: \"many\": invalid digit found in string"
+            "line 3: key `series-cap`: this key takes a whole number, not a string"
         );
         assert_eq!(
             refused("max-memory = \"lots\"\n"),
@@ -422,7 +446,23 @@ log-format = \"json\"
         );
         assert_eq!(
             refused("listen = [1]\n"),
-            "line 1: key `listen`: a array is not a setting; give a string, a number or a boolean"
+            "line 1: key `listen`: this key takes a string, not a array"
+        );
+        assert_eq!(
+            refused("component = true\n"),
+            "line 1: key `component`: this key takes a string, not a boolean"
+        );
+        assert_eq!(
+            refused("no-default-metrics = \"yes\"\n"),
+            "line 1: key `no-default-metrics`: this key takes true or false, not a string"
+        );
+        assert_eq!(
+            refused("log-format = \"jsn\"\n"),
+            "line 1: key `log-format`: \"jsn\" is not one of text, json"
+        );
+        assert_eq!(
+            refused("series-cap = -1\n"),
+            "line 1: key `series-cap`: \"-1\": invalid digit found in string"
         );
         assert_eq!(
             refused("config = \"other.toml\"\n"),

@@ -161,11 +161,17 @@ impl Signals {
         })
     }
 
-    /// Reloads the component at each SIGHUP until SIGTERM or SIGINT.
+    /// Reloads the component at each SIGHUP until SIGTERM or SIGINT; a stop
+    /// during a reload abandons the reload.
     async fn serve_until_stopped(&mut self, source: &Source, pipeline: &Pipeline<Component>) {
         loop {
             tokio::select! {
-                _ = self.hangup.recv() => source.reload(pipeline).await,
+                _ = self.hangup.recv() => {}
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+            }
+            tokio::select! {
+                () = source.reload(pipeline) => {}
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
             }

@@ -37,7 +37,8 @@ pub trait Handler: Send + Sync + 'static {
 /// What a handler call gave.
 pub struct Handled {
     pub outcome: Result<Response<Body>, Failure>,
-    /// What the call cost; none when it never ran (no instance was free).
+    /// What the call cost; none when the guest never ran (no instance was
+    /// free, or instantiation failed or ran out of time).
     pub stats: Option<CallStats>,
 }
 

@@ -151,7 +151,11 @@ impl Families {
                     .map(|name| (name, Signature::Http)),
             );
         }
+        let mut seen = std::collections::HashSet::new();
         for (name, signature) in &claims {
+            if !seen.insert(name) {
+                bail!("{name:?} is declared twice");
+            }
             if let Some(registered) = inner.signatures.get(name)
                 && registered != signature
             {
@@ -266,6 +270,9 @@ mod tests {
             "\"hits\" is registered as a counter with labels [\"user\"]; it cannot become a counter with labels [\"user\", \"path\"]"
         );
         assert!(!families.encode(Format::Text).contains("later"));
+        let twice = (families.declare(counters(&[("dup", &[]), ("dup", &[])]))).unwrap_err();
+        assert_eq!(twice.to_string(), "\"dup\" is declared twice");
+        assert!(!families.encode(Format::Text).contains("dup"));
 
         let http = families
             .declare(Declarations {

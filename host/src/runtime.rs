@@ -1,6 +1,6 @@
 //! The WebAssembly side: one engine and one pre-linked component prepared at
 //! load, and a fresh `Store` and instance for every call, so no guest state
-//! outlives a request.
+//! outlives a request (unless `--instance-reuse` asks for reuse).
 //!
 //! The runtime knows nothing of the metric families: a guest's updates go to
 //! a [`MetricSink`] the caller provides, and what a call cost comes back as
@@ -449,6 +449,7 @@ impl Compiled {
         f: impl AsyncFnOnce(&RouteHandler, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> (Result<T, CallError>, Option<RouteHandler>) {
         let start = Instant::now();
+        let warm = handler.is_some();
         let mut instance = None;
         let run = async {
             let handler = match handler {
@@ -470,9 +471,12 @@ impl Compiled {
         };
         let result = (tokio::time::timeout(self.limits.request_timeout, run).await)
             .unwrap_or(Err(CallError::Timeout(self.limits.request_timeout)));
-        stats.call = start
-            .elapsed()
-            .saturating_sub(stats.instantiate.unwrap_or_default());
+        // No time in the export when a fresh instance never came to be.
+        if warm || stats.instantiate.is_some() {
+            stats.call = start
+                .elapsed()
+                .saturating_sub(stats.instantiate.unwrap_or_default());
+        }
         (result, instance)
     }
 }
@@ -543,8 +547,14 @@ impl Guest {
                 },
             )
             .await;
+        let limit = self.compiled.limits.max_response_body;
+        let result = ran.result.and_then(|response| match response.body.len() {
+            len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),
+            _ => Ok(response),
+        });
+        // Only an instance that answered cleanly serves again.
         match ran.instance {
-            Some(warm) if warm.served < reuse => self
+            Some(warm) if warm.served < reuse && result.is_ok() => self
                 .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -557,11 +567,6 @@ impl Guest {
                 }
             }
         }
-        let limit = self.compiled.limits.max_response_body;
-        let result = ran.result.and_then(|response| match response.body.len() {
-            len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),
-            _ => Ok(response),
-        });
         (result, ran.stats)
     }
 }

@@ -8,8 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::labels::{PathLabels, PathReasonLabels};
 use crate::call_stats::CallStats;
+use crate::labels::{PathLabels, PathReasonLabels};
 
 fn seconds_histogram() -> Histogram {
     Histogram::new([
