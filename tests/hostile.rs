@@ -7,10 +7,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::{Promwasm, Scrape, agent, request};
+use support::{Promwasm, Scrape, agent, connect, request, status_kib};
 
 /// Every request counted in the route families, and every rejection.
 fn recorded(s: &Scrape) -> f64 {
@@ -27,33 +26,11 @@ fn recorded(s: &Scrape) -> f64 {
     routes + rejected
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn connect(app: &Promwasm) -> TcpStream {
-    let stream = TcpStream::connect(app.base.strip_prefix("http://").unwrap()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream
-}
-
-/// Writes `bytes` on a fresh connection, shuts the write side if asked,
-/// and reads until the server closes the connection.
+/// `support::raw` on a connection the server must close.
 fn raw(app: &Promwasm, bytes: &[u8], half_close: bool) -> String {
-    let mut stream = connect(app);
-    stream.write_all(bytes).unwrap();
-    if half_close {
-        stream.shutdown(Shutdown::Write).unwrap();
-    }
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("the server closes the connection");
-    String::from_utf8_lossy(&answer).into_owned()
+    let (answer, end) = support::raw(&app.base, bytes, half_close);
+    end.expect("the server closes the connection");
+    answer
 }
 
 #[test]
@@ -152,7 +129,7 @@ fn a_body_that_never_arrives_is_answered_408_and_closed() {
     let before = recorded(&app.scrape());
     let start = Instant::now();
     // Ten bytes declared, one sent, and the connection left open.
-    let mut stream = connect(&app);
+    let mut stream = connect(&app.base);
     stream
         .write_all(b"GET /square?num=3 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
         .unwrap();

@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{FIXTURE_WASM, Promwasm, Scrape, request};
+use support::{FIXTURE_WASM, Promwasm, Scrape, request, status_kib};
 
 fn fixture(extra: &[&str]) -> Promwasm {
     let mut args = vec!["--component", FIXTURE_WASM];
@@ -129,15 +127,6 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
     assert_eq!(duration_count(&s, "GET", "/spin", "504"), 2.0);
     assert_eq!(failures(&s, "/spin", "timeout"), 2.0);
     assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 5.0);
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
 }
 
 #[test]
@@ -270,17 +259,10 @@ fn guest_has_no_capabilities() {
     );
 }
 
-/// Writes `bytes` on a fresh connection and reads until the server closes it.
+/// Writes `bytes` on a fresh connection and reads what the server sends
+/// before it closes (or resets) it.
 fn raw(base: &str, bytes: &[u8]) -> String {
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(bytes).unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    support::raw(base, bytes, false).0
 }
 
 #[test]

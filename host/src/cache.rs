@@ -28,6 +28,8 @@ use wasmtime::component::Component;
 #[derive(Debug)]
 pub struct Cache {
     dir: PathBuf,
+    /// This process's user, who owns the directory and must own each entry.
+    owner: u32,
 }
 
 impl Cache {
@@ -40,8 +42,9 @@ impl Cache {
             return None;
         }
         match trusted(dir) {
-            Ok(()) => Some(Cache {
+            Ok(owner) => Some(Cache {
                 dir: dir.to_path_buf(),
+                owner,
             }),
             Err(why) => {
                 tracing::warn!(dir = %dir.display(), "cache directory not used, compiling without it: {why}");
@@ -61,7 +64,7 @@ impl Cache {
         let entry = self
             .dir
             .join(format!("{sha256}-{}.cwasm", engine_key(engine)));
-        if let Some(component) = load(engine, &entry) {
+        if let Some(component) = load(engine, &entry, self.owner) {
             return Ok(component);
         }
         let component = compile()?;
@@ -77,8 +80,9 @@ impl Cache {
     }
 }
 
-/// Why a directory cannot hold code promwasm will run, if it cannot.
-fn trusted(dir: &Path) -> Result<(), String> {
+/// This process's user when it owns `dir` and nobody else may write it;
+/// otherwise why the directory cannot hold code promwasm will run.
+fn trusted(dir: &Path) -> Result<u32, String> {
     let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
     let me = procfs::process::Process::myself()
         .and_then(|p| p.uid())
@@ -95,7 +99,7 @@ fn trusted(dir: &Path) -> Result<(), String> {
             meta.mode() & 0o777
         ));
     }
-    Ok(())
+    Ok(me)
 }
 
 /// Lower-case hex sha256 of everything in the engine that compiled code
@@ -118,8 +122,8 @@ fn engine_key(engine: &Engine) -> String {
 
 /// The entry's component, or `None` (logged) when it is missing, corrupt or
 /// from an incompatible engine.
-fn load(engine: &Engine, entry: &Path) -> Option<Component> {
-    let data = match read_owned(entry) {
+fn load(engine: &Engine, entry: &Path, owner: u32) -> Option<Component> {
+    let data = match read_owned(entry, owner) {
         Ok(data) => data,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -147,14 +151,13 @@ fn load(engine: &Engine, entry: &Path) -> Option<Component> {
     }
 }
 
-/// The entry's bytes, when this user owns it and nobody else may write it
+/// The entry's bytes, when `owner` owns it and nobody else may write it
 /// (checked on the open file, so a swap after the check changes nothing).
-fn read_owned(entry: &Path) -> std::io::Result<Vec<u8>> {
+fn read_owned(entry: &Path, owner: u32) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(entry)?;
     let meta = file.metadata()?;
-    let me = std::fs::metadata(entry.parent().unwrap_or(Path::new(".")))?.uid();
-    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+    if meta.uid() != owner || meta.mode() & 0o022 != 0 {
         return Err(std::io::Error::other(format!(
             "owned by user {} with mode {:o}; entries must be the directory owner's and writable by them only",
             meta.uid(),

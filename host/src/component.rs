@@ -2,7 +2,6 @@
 //! of a request, the checks on what it answers, and loading (and reloading)
 //! the component file.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -14,7 +13,7 @@ use hyper::{Response, StatusCode};
 use crate::app::{App, MetricOptions, RouteState};
 use crate::pipeline::{Failure, Handled, Handler, Mounted, Pipeline};
 use crate::registry::Families;
-use crate::response::{Body, full, utf8_value};
+use crate::response::{Body, TEXT_PLAIN, full, utf8_value};
 use crate::runtime::{CallError, Guest, Runtime, types};
 
 /// A loaded component answering requests.
@@ -56,20 +55,9 @@ fn call_failure(e: CallError) -> Failure {
         reason: e.reason(),
         status,
         exception: !matches!(e, CallError::Capacity(_)),
-        detail: chain(&e),
+        // `{:#}`: the error with its causes, `a: b: c`.
+        detail: format!("{:#}", anyhow::Error::new(e)),
     }
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The guest's view of a request: header values that are not UTF-8 are
@@ -125,7 +113,7 @@ fn guest_response(response: types::Response) -> Result<Response<Body>, String> {
     }
     http.headers_mut()
         .entry(header::CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static("text/plain; charset=utf-8"));
+        .or_insert(HeaderValue::from_static(TEXT_PLAIN));
     Ok(http)
 }
 

@@ -15,7 +15,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// may send a body as it produces it.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+/// The content type of the host's answers, and of a guest's that names none.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// A body sent in one piece.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

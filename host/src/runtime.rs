@@ -6,7 +6,7 @@
 //! a [`MetricSink`] the caller provides, and what a call cost comes back as
 //! [`CallStats`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -298,7 +298,6 @@ impl Runtime {
             .with_context(|| format!("{} does not export promwasm:app/handler", origin.display()))?;
         Ok(Compiled {
             sha256,
-            origin: origin.to_path_buf(),
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
@@ -311,8 +310,6 @@ impl Runtime {
 pub struct Compiled {
     /// Lower-case hex sha256 of the component's bytes.
     pub sha256: String,
-    /// Where it came from, for messages.
-    pub origin: PathBuf,
     engine: Engine,
     pre: RouteHandlerPre<HostState>,
     limits: Limits,

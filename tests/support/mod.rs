@@ -349,6 +349,40 @@ fn parse_series(line: &str) -> (String, &str) {
     (series_key(name, &pairs), &line[i..])
 }
 
+/// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+/// A fresh connection to `base` (`http://IP:PORT`), reads timing out after 15 s.
+pub fn connect(base: &str) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(base.strip_prefix("http://").unwrap()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream
+}
+
+/// Writes `bytes` on a fresh connection, shuts the write side if asked, and
+/// reads until the server closes the connection. Gives what was read, and
+/// how reading ended: an error is a reset or the read timeout.
+pub fn raw(base: &str, bytes: &[u8], half_close: bool) -> (String, std::io::Result<usize>) {
+    use std::io::Write;
+    let mut stream = connect(base);
+    stream.write_all(bytes).unwrap();
+    if half_close {
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut answer = Vec::new();
+    let end = stream.read_to_end(&mut answer);
+    (String::from_utf8_lossy(&answer).into_owned(), end)
+}
+
 /// `promtool` from Debian's prometheus package; a clear failure when absent.
 pub fn promtool() -> PathBuf {
     which("promtool").unwrap_or_else(|| {
