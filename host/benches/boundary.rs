@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
-use ::promwasm::component;
+use ::promwasm::route_handler;
 use ::promwasm::exposition::Format;
 use ::promwasm::guest_metrics::SeriesLimits;
 use ::promwasm::labels::RequestLabels;
 use ::promwasm::registry::Families;
-use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Runtime, Update, types};
+use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Loaded, Runtime, Update, types};
 use promwasm_seed::{Metric, Route};
 
 /// The route index of `/square` in the example's manifest.
@@ -64,10 +64,14 @@ fn main() {
 
 /// The example component, compiled under `limits`.
 fn load(limits: Limits) -> Compiled {
-    Runtime::new(limits, None)
+    let loaded = Runtime::new(limits, None)
         .expect("runtime")
         .load(EXAMPLE_COMPONENT, Path::new("<example>"))
-        .expect("load")
+        .expect("load");
+    match loaded {
+        Loaded::RouteHandler(compiled) => compiled,
+        Loaded::WasiHttp(_) => panic!("the example is a route-handler component"),
+    }
 }
 
 /// The example component serving the families of `app`.
@@ -90,7 +94,7 @@ fn square_parts() -> hyper::http::request::Parts {
 
 /// The request wrk sends, as the host hands it to the guest.
 fn square_request() -> types::Request {
-    component::guest_request(&square_parts(), ROUTE_SQUARE, bytes::Bytes::new())
+    route_handler::guest_request(&square_parts(), ROUTE_SQUARE, bytes::Bytes::new())
 }
 
 /// The example's families registered as `main.rs` registers them.
@@ -198,7 +202,7 @@ async fn phases(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_marshal = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let t = Instant::now();
-        let request = component::guest_request(&parts, ROUTE_SQUARE, bytes::Bytes::new());
+        let request = route_handler::guest_request(&parts, ROUTE_SQUARE, bytes::Bytes::new());
         let elapsed = t.elapsed();
         black_box(request);
         if i >= warmup {

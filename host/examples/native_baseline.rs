@@ -35,7 +35,7 @@ use promwasm::app::{App, MetricOptions, RouteState};
 use promwasm::call_stats::CallStats;
 use promwasm::client_limits::ClientLimits;
 use promwasm::guest_metrics::{GuestMetrics, SeriesLimits};
-use promwasm::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Role};
+use promwasm::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Reply, Role};
 use promwasm::registry::Families;
 use promwasm::response::{text, utf8_value};
 use promwasm::runtime::Update;
@@ -120,7 +120,7 @@ impl seed::Recorder for Recorder {
 }
 
 impl Handler for Native {
-    async fn handle(&self, route: &RouteState, parts: &Parts, _body: Bytes) -> Handled {
+    async fn handle(&self, route: &RouteState, parts: Parts, _body: Bytes) -> Handled {
         let start = Instant::now();
         // The first `user` header whose value is UTF-8, as the guest sees it.
         let user = parts.headers.get_all("user").iter().find_map(utf8_value);
@@ -132,7 +132,8 @@ impl Handler for Native {
             Ok((status, body)) => Ok(text(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 body,
-            )),
+            )
+            .map(Reply::Whole)),
             Err(detail) => Err(Failure {
                 reason: "error",
                 status: StatusCode::INTERNAL_SERVER_ERROR,

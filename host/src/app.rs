@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits};
 use crate::http_metrics::{HttpMetrics, InProgress};
 use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
-use crate::routes::{Route, RouteDecl, Router};
+use crate::routes::{PathTemplate, Route, RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind};
 use crate::runtime_metrics::RouteRuntime;
 
@@ -59,7 +59,7 @@ impl App {
     /// naming the route or metric, and then nothing is registered.
     pub fn new(manifest: &Manifest, families: &Families, options: MetricOptions) -> Result<App> {
         let router = Router::new(manifest.routes.iter().map(|r| RouteDecl {
-            methods: &r.methods,
+            methods: Some(&r.methods),
             path: &r.path,
             track: r.track,
         }))?;
@@ -109,6 +109,49 @@ impl App {
                 families.misuse.clone(),
             )),
         })
+    }
+
+    /// The app of a component that declares nothing (a wasi:http
+    /// component): the label templates and default prefix come from the
+    /// configuration, every path and method goes to the component, and
+    /// paths no template matches share the unmatched `path` value.
+    pub fn for_wasi_http(
+        templates: &[PathTemplate],
+        prefix: Option<&str>,
+        families: &Families,
+        options: MetricOptions,
+    ) -> Result<App> {
+        let router = Router::new(templates.iter().map(PathTemplate::decl))
+            .context("a [[route]] label template")?
+            .answer_unmatched();
+        if let Some(prefix) = prefix {
+            check_name(prefix).with_context(|| format!("default prefix {prefix:?}"))?;
+        }
+        let declared = families.declare(Declarations {
+            guest: Vec::new(),
+            in_progress: Vec::new(),
+            http: options.default_metrics.then(|| HttpDecl {
+                prefix: prefix.map(str::to_string),
+            }),
+        })?;
+        Ok(App {
+            router: router.map(|route| RouteState {
+                in_progress: InProgress::default(),
+                runtime: families.runtime.for_route(&route.template),
+                route,
+            }),
+            http: declared.http,
+            guest_metrics: Arc::new(GuestMetrics::new(
+                Vec::new(),
+                options.series,
+                families.misuse.clone(),
+            )),
+        })
+    }
+
+    /// The state of the route the pipeline matched, by its index.
+    pub fn route(&self, index: u32) -> &RouteState {
+        &self.router.routes()[index as usize]
     }
 }
 

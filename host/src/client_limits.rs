@@ -59,6 +59,24 @@ impl ClientLimits {
     }
 }
 
+/// The answer to a request refused before its body was read, counted in
+/// `promwasm_http_rejected_total` under `reason`.
+pub fn refuse(
+    families: &Families,
+    reason: &'static str,
+    status: StatusCode,
+    message: String,
+) -> Response<Body> {
+    families.rejections.inc(reason);
+    let mut response = text(status, message);
+    // The rest of a body not read may still be on its way: a connection
+    // left open would read it as the next request.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Reads a request body within the client limits. `Err` is the answer to a
 /// body refused (413, 408 or 400), already counted in
 /// `promwasm_http_rejected_total`.
@@ -68,16 +86,7 @@ pub async fn read_body(
     headers: &hyper::HeaderMap,
     body: Incoming,
 ) -> Result<Bytes, Response<Body>> {
-    let refuse = |reason: &'static str, status: StatusCode, message: String| {
-        families.rejections.inc(reason);
-        let mut response = text(status, message);
-        // The rest of a body not read may still be on its way: a connection
-        // left open would read it as the next request.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
-    };
+    let refuse = |reason, status, message| refuse(families, reason, status, message);
     let too_large = || {
         refuse(
             "body_too_large",

@@ -23,6 +23,7 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnu
 
 use crate::client_limits::ClientLimits;
 use crate::guest_metrics::SeriesLimits;
+use crate::routes::PathTemplate;
 use crate::runtime::Limits;
 
 /// A time span on the command line: "10s", "500ms".
@@ -50,9 +51,22 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// The component to serve. Default: the example app built into this binary.
+    /// The component to serve: a promwasm:app/route-handler or a
+    /// wasi:http/proxy component. Default: the example app built into this
+    /// binary.
     #[arg(long, env = "PROMWASM_COMPONENT")]
     pub component: Option<PathBuf>,
+
+    /// Prefix of the default families of a wasi:http component (`flask`
+    /// gives `flask_http_request_total`); without it the names are bare. A
+    /// route-handler component declares its own.
+    #[arg(long, env = "PROMWASM_DEFAULT_PREFIX")]
+    pub default_prefix: Option<String>,
+
+    /// The config file's `[[route]]` tables: `path` label templates for a
+    /// wasi:http component (`path = "/items/{id}"`, `track = false`).
+    #[arg(skip)]
+    pub routes: Vec<PathTemplate>,
 
     /// Time one request may spend in the guest before it is stopped and
     /// answered 504 ("10s", "500ms").
@@ -154,14 +168,17 @@ impl Cli {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let mut command = Cli::command();
         let mut matches = command.clone().get_matches_from(&args);
+        let mut routes = Vec::new();
         if let Some(path) = matches.get_one::<PathBuf>("config").cloned() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
-            command = with_file_defaults(command, &text)
-                .with_context(|| format!("config file {} is invalid", path.display()))?;
+            let invalid = || format!("config file {} is invalid", path.display());
+            routes = file_routes(&text).with_context(invalid)?;
+            command = with_file_defaults(command, &text).with_context(invalid)?;
             matches = command.get_matches_from(&args);
         }
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.routes = routes;
         // hyper's read buffer cannot be smaller than its initial size.
         anyhow::ensure!(
             cli.max_header_bytes.0 >= MIN_HEADER_BYTES,
@@ -229,6 +246,9 @@ fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
     type Spanned<T> = toml::Spanned<T>;
     let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text)?;
     for (key, value) in table {
+        if key.get_ref() == ROUTES_KEY {
+            continue;
+        }
         let line = text[..key.span().start].matches('\n').count() + 1;
         let setting = (|| -> Result<(clap::Id, String)> {
             let arg = (command.get_arguments())
@@ -258,6 +278,19 @@ fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
         command = command.mut_arg(id, |arg| arg.default_value(value));
     }
     Ok(command)
+}
+
+/// The key of the `[[route]]` tables, the one key that is not a flag.
+const ROUTES_KEY: &str = "route";
+
+/// The `[[route]]` tables of a config file.
+fn file_routes(text: &str) -> Result<Vec<PathTemplate>> {
+    #[derive(serde::Deserialize)]
+    struct Tables {
+        #[serde(default)]
+        route: Vec<PathTemplate>,
+    }
+    Ok(toml::from_str::<Tables>(text)?.route)
 }
 
 /// A file's value as the flag's text, when its TOML type is the flag's: a

@@ -98,26 +98,28 @@ impl HttpMetrics {
     }
 }
 
-/// The in-progress gauges of one route, raised while the guest runs.
+/// The in-progress gauges of one route, raised while the guest runs (and,
+/// for a streamed answer, until its body ends).
 #[derive(Clone, Debug, Default)]
-pub struct InProgress(Vec<Gauge>);
+pub struct InProgress(Arc<[Gauge]>);
 
 impl InProgress {
     /// Raises the gauges until the returned guard is dropped, so a request
-    /// that is cancelled or fails still lowers them.
-    pub fn enter(&self) -> InProgressGuard<'_> {
-        for gauge in &self.0 {
+    /// that is cancelled or fails still lowers them. The guard owns its
+    /// gauges, so it can go with a streamed body.
+    pub fn enter(&self) -> InProgressGuard {
+        for gauge in self.0.iter() {
             gauge.inc();
         }
-        InProgressGuard(self)
+        InProgressGuard(self.clone())
     }
 }
 
-pub struct InProgressGuard<'a>(&'a InProgress);
+pub struct InProgressGuard(InProgress);
 
-impl Drop for InProgressGuard<'_> {
+impl Drop for InProgressGuard {
     fn drop(&mut self) {
-        for gauge in &(self.0).0 {
+        for gauge in (self.0).0.iter() {
             gauge.dec();
         }
     }
@@ -150,6 +152,6 @@ impl InProgressFamily {
 
 impl FromIterator<Gauge> for InProgress {
     fn from_iter<I: IntoIterator<Item = Gauge>>(iter: I) -> Self {
-        InProgress(iter.into_iter().collect())
+        InProgress(iter.into_iter().collect::<Vec<_>>().into())
     }
 }

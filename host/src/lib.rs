@@ -22,6 +22,7 @@
 //!     runtime: Runtime::new(Limits::default(), None)?,
 //!     file: None,
 //!     options: MetricOptions { default_metrics: true, series: Default::default() },
+//!     wasi_http: Default::default(),
 //! };
 //! let families = Families::new();
 //! let mounted = source
@@ -52,10 +53,12 @@ pub mod pipeline;
 pub mod process;
 pub mod registry;
 pub mod response;
+pub mod route_handler;
 pub mod routes;
 pub mod runtime;
 pub mod runtime_metrics;
 pub mod server;
+pub mod wasi_http;
 
 /// The example app, built from `guest/` by the build script.
 pub static EXAMPLE_COMPONENT: &[u8] =

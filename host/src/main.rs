@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use promwasm::EXAMPLE_COMPONENT;
 use promwasm::app::MetricOptions;
-use promwasm::component::{Component, Source};
+use promwasm::component::{Component, Source, WasiHttpLabels};
 use promwasm::config::{Cli, LogFormat};
 use promwasm::pipeline::{Pipeline, Role};
 use promwasm::registry::Families;
@@ -69,6 +69,10 @@ async fn run(cli: Cli) -> Result<()> {
             default_metrics: !cli.no_default_metrics,
             series: cli.series_limits(),
         },
+        wasi_http: WasiHttpLabels {
+            default_prefix: cli.default_prefix.clone(),
+            routes: cli.routes.clone(),
+        },
     };
     let (bytes, origin) = component_bytes(&cli)?;
     let families = Families::new();
@@ -78,7 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut listeners = listen(&cli, &pipeline, stopped).await?;
     tracing::info!(
-        "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"
+        "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments; outbound HTTP requests are refused)"
     );
     tracing::info!(limits = ?cli.limits(), client = ?cli.client_limits(), series = ?cli.series_limits(), "limits");
 

@@ -4,11 +4,16 @@
 //! baseline of the benchmark).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use tokio::sync::{mpsc, oneshot};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
@@ -18,28 +23,87 @@ use crate::app::{App, RouteState};
 use crate::call_stats::CallStats;
 use crate::client_limits::{ClientLimits, read_body};
 use crate::exposition::Format;
-use crate::labels::{RequestLabels, method_label, unmatched_path};
+use crate::client_limits::refuse;
+use crate::http_metrics::InProgressGuard;
+use crate::labels::{RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
+use crate::runtime_metrics::RuntimeMetrics;
 use crate::registry::Families;
-use crate::response::{self, Body, full, strip_body, text};
+use crate::response::{self, Body, BoxError, full, strip_body, text};
 use crate::routes::Dispatch;
 
 /// Answers the requests routed to it. The pipeline has already matched the
 /// route, applied the client limits and read the body.
 pub trait Handler: Send + Sync + 'static {
+    /// Refuses a request the handler cannot take at all, before its body
+    /// is read; the refusal is counted in `promwasm_http_rejected_total`.
+    fn admit(&self, _parts: &Parts) -> Result<(), Refusal> {
+        Ok(())
+    }
+
     fn handle(
         &self,
         route: &RouteState,
-        parts: &Parts,
+        parts: Parts,
         body: Bytes,
     ) -> impl Future<Output = Handled> + Send;
 }
 
+/// A request refused before any handler ran.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The `reason` of `promwasm_http_rejected_total`.
+    pub reason: &'static str,
+    pub status: StatusCode,
+    pub message: String,
+}
+
 /// What a handler call gave.
 pub struct Handled {
-    pub outcome: Result<Response<Body>, Failure>,
+    pub outcome: Result<Response<Reply>, Failure>,
     /// What the call cost; none when the guest never ran (no instance was
-    /// free, or instantiation failed or ran out of time).
+    /// free, or instantiation failed or ran out of time), and none yet for
+    /// a streamed answer, whose [`Ended`] brings it.
     pub stats: Option<CallStats>,
+}
+
+/// The body of an answer: whole when the handler returns, or still being
+/// produced.
+pub enum Reply {
+    Whole(Body),
+    Streamed(Streamed),
+}
+
+/// A body the handler is still producing: its frames as they come, then
+/// how the producer ended.
+pub struct Streamed {
+    pub frames: mpsc::Receiver<Frame<Bytes>>,
+    /// Sent once the producer is done, after its last frame (the frames'
+    /// sender is dropped by then).
+    pub ended: oneshot::Receiver<Ended>,
+}
+
+/// How a streamed answer's producer ended.
+pub struct Ended {
+    pub stats: Option<CallStats>,
+    /// A failure after the head was sent: the connection is aborted, so
+    /// the answer cannot look complete.
+    pub failure: Option<Failure>,
+}
+
+impl Ended {
+    /// What a producer that stopped without saying how (its task
+    /// panicked) is taken to have done.
+    fn lost() -> Ended {
+        Ended {
+            stats: None,
+            failure: Some(Failure {
+                reason: "trap",
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                exception: true,
+                detail: "the task running the guest stopped without a result".to_string(),
+            }),
+        }
+    }
 }
 
 /// A handler call that produced no response.
@@ -108,81 +172,231 @@ impl<H: Handler> Pipeline<H> {
         let mounted = self.current.load_full();
         let method = method_label(request.method());
         let is_head = request.method() == Method::HEAD;
-        let path = request.uri().path().to_string();
-        let (mut response, route) = match mounted.app.router.dispatch(request.method(), &path) {
-            Dispatch::NotFound => (response::not_found(), None),
+        let host = |response: Response<Body>| Answer {
+            response: response.map(Reply::Whole),
+            stats: None,
+            failure: None,
+            in_progress: None,
+        };
+        let (answer, route) = match mounted.app.router.dispatch(request.method(), request.uri().path())
+        {
+            Dispatch::NotFound => (host(response::not_found()), None),
             Dispatch::MethodNotAllowed(route) => (
-                response::allow(StatusCode::METHOD_NOT_ALLOWED, &route.route.allow),
+                host(response::allow(StatusCode::METHOD_NOT_ALLOWED, &route.route.allow)),
                 Some(route),
             ),
             Dispatch::Options(route) => (
-                response::allow(StatusCode::OK, &route.route.allow),
+                host(response::allow(StatusCode::OK, &route.route.allow)),
                 Some(route),
             ),
-            Dispatch::Handle(route) => match self.call(&mounted, route, method, request).await {
-                Ok(response) => (response, Some(route)),
+            Dispatch::Handle(route) => match self.call(&mounted, route, request).await {
+                Ok(answer) => (answer, Some(route)),
                 // Refused before the handler: not a request of the route.
-                Err(rejected) => return rejected,
+                Err(refused) => return refused,
             },
         };
+        let record = Record {
+            route: route.map(|r| r.route.index),
+            mounted: mounted.clone(),
+            runtime: self.families.runtime.clone(),
+            method,
+            start,
+            in_progress: answer.in_progress,
+        };
+        let mut response = record.answer(answer.response, answer.stats, answer.failure);
         if is_head {
             strip_body(&mut response);
         }
-        let status = response.status().as_u16();
-        let tracked = route.is_none_or(|r| r.route.track);
-        if let (Some(http), true) = (&mounted.app.http, tracked) {
-            let path = route.map_or_else(unmatched_path, |r| r.route.template.clone());
-            let labels = RequestLabels {
-                method,
-                path,
-                status,
-            };
-            http.observe(&labels, start.elapsed());
-        }
-        tracing::debug!(
-            method,
-            path,
-            status,
-            elapsed_us = start.elapsed().as_micros() as u64,
-            "request"
-        );
         response
     }
 
-    /// Reads the body and hands the request to the handler, recording the
-    /// call. `Err` is an answer given before the handler was entered, which
-    /// no route family records.
+    /// Reads the body and hands the request to the handler. `Err` is an
+    /// answer given before the handler was entered, which no route family
+    /// records.
     async fn call(
         &self,
         mounted: &Mounted<H>,
         route: &RouteState,
-        method: &'static str,
         request: Request<Incoming>,
-    ) -> Result<Response<Body>, Response<Body>> {
+    ) -> Result<Answer, Response<Body>> {
         let (parts, body) = request.into_parts();
+        if let Err(refusal) = mounted.handler.admit(&parts) {
+            let Refusal {
+                reason,
+                status,
+                message,
+            } = refusal;
+            return Err(refuse(&self.families, reason, status, message));
+        }
         let body = read_body(&self.families, &self.limits, &parts.headers, body).await?;
-        let handled = {
-            let _in_progress = route.in_progress.enter();
-            mounted.handler.handle(route, &parts, body).await
+        let in_progress = Some(route.in_progress.enter());
+        let handled = mounted.handler.handle(route, parts, body).await;
+        Ok(match handled.outcome {
+            Ok(response) => Answer {
+                response,
+                stats: handled.stats,
+                failure: None,
+                in_progress,
+            },
+            Err(failure) => Answer {
+                response: text(failure.status, failure.status.canonical_reason().unwrap_or(""))
+                    .map(Reply::Whole),
+                stats: handled.stats,
+                failure: Some(failure),
+                in_progress,
+            },
+        })
+    }
+}
+
+/// What the pipeline has to answer with and record.
+struct Answer {
+    response: Response<Reply>,
+    stats: Option<CallStats>,
+    failure: Option<Failure>,
+    in_progress: Option<InProgressGuard>,
+}
+
+/// Everything recorded of one routed request, owned so that a streamed
+/// answer can take it along until its body ends.
+struct Record<H> {
+    mounted: Arc<Mounted<H>>,
+    runtime: Arc<RuntimeMetrics>,
+    /// The index of the matched route; none for a host 404.
+    route: Option<u32>,
+    method: &'static str,
+    start: Instant,
+    /// Lowered when the record is: the gauges span a streamed body too.
+    in_progress: Option<InProgressGuard>,
+}
+
+impl<H: Handler> Record<H> {
+    /// Records an answer whose body is whole now, or wraps a streamed one
+    /// so that it is recorded when its body ends or is dropped.
+    fn answer(
+        self,
+        response: Response<Reply>,
+        stats: Option<CallStats>,
+        failure: Option<Failure>,
+    ) -> Response<Body> {
+        let status = response.status();
+        let (head, reply) = response.into_parts();
+        let body = match reply {
+            Reply::Whole(body) => {
+                let mut record = self;
+                record.call(status, stats.as_ref(), failure);
+                record.request(status);
+                body
+            }
+            Reply::Streamed(streamed) => Recorded {
+                frames: streamed.frames,
+                ended: Some(streamed.ended),
+                record: Some((self, status)),
+            }
+            .boxed(),
         };
-        if let Some(stats) = &handled.stats {
-            self.families.runtime.observe(&route.runtime, stats);
+        Response::from_parts(head, body)
+    }
+
+    fn route(&self) -> Option<&RouteState> {
+        self.route.map(|index| self.mounted.app.route(index))
+    }
+
+    /// Records the guest's side of the call: its cost and its failure.
+    fn call(&self, status: StatusCode, stats: Option<&CallStats>, failure: Option<Failure>) {
+        let Some(route) = self.route() else { return };
+        if let Some(stats) = stats {
+            self.runtime.observe(&route.runtime, stats);
         }
-        let failure = match handled.outcome {
-            Ok(response) => return Ok(response),
-            Err(failure) => failure,
-        };
-        self.families
-            .runtime
-            .failure(&route.runtime, failure.reason);
+        let Some(failure) = failure else { return };
+        self.runtime.failure(&route.runtime, failure.reason);
         if failure.exception
-            && let Some(http) = &mounted.app.http
+            && let Some(http) = &self.mounted.app.http
         {
-            http.exception(method, failure.status.as_u16());
+            http.exception(self.method, status.as_u16());
         }
-        let status = failure.status;
         tracing::warn!(route = %route.route.template, status = status.as_u16(), "{}", failure.detail);
-        Ok(text(status, status.canonical_reason().unwrap_or("")))
+    }
+
+    /// Records the request in the default families, now that its answer
+    /// is done, and lowers the in-progress gauges.
+    fn request(&mut self, status: StatusCode) {
+        let status = status.as_u16();
+        let route = self.route();
+        let tracked = route.is_none_or(|r| r.route.track);
+        if let (Some(http), true) = (&self.mounted.app.http, tracked) {
+            let path = route.map_or_else(unmatched_path, |r| r.route.template.clone());
+            let labels = RequestLabels {
+                method: self.method,
+                path,
+                status,
+            };
+            http.observe(&labels, self.start.elapsed());
+        }
+        tracing::debug!(
+            method = self.method,
+            path = route.map_or(UNMATCHED_PATH, |r| &r.route.template),
+            status,
+            elapsed_us = self.start.elapsed().as_micros() as u64,
+            "request"
+        );
+        self.in_progress = None;
+    }
+}
+
+/// A streamed body that records its request when it ends, and aborts the
+/// connection (an error frame) when its producer failed after the head
+/// was sent.
+struct Recorded<H: Handler> {
+    frames: mpsc::Receiver<Frame<Bytes>>,
+    ended: Option<oneshot::Receiver<Ended>>,
+    /// Taken when recorded.
+    record: Option<(Record<H>, StatusCode)>,
+}
+
+impl<H: Handler> hyper::body::Body for Recorded<H> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(frame) = ready!(this.frames.poll_recv(cx)) {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let Some(ended) = this.ended.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let ended = ready!(Pin::new(ended).poll(cx)).unwrap_or_else(|_| Ended::lost());
+        this.ended = None;
+        let failed = ended.failure.as_ref().map(|f| f.detail.clone());
+        if let Some((mut record, status)) = this.record.take() {
+            record.call(status, ended.stats.as_ref(), ended.failure);
+            record.request(status);
+        }
+        Poll::Ready(failed.map(|detail| Err(detail.into())))
+    }
+}
+
+impl<H: Handler> Drop for Recorded<H> {
+    /// The client went away, or the body was never sent (a `HEAD`): the
+    /// request ends now; the call's cost is recorded when the producer,
+    /// which sees its frames go nowhere, stops.
+    fn drop(&mut self) {
+        let Some((mut record, status)) = self.record.take() else {
+            return;
+        };
+        self.frames.close();
+        record.request(status);
+        if let (Some(ended), Ok(runtime)) = (self.ended.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let ended = ended.await.unwrap_or_else(|_| Ended::lost());
+                record.call(status, ended.stats.as_ref(), ended.failure);
+            });
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Result, bail};
 use prometheus_client::registry::Registry;
@@ -93,7 +93,7 @@ struct Inner {
 pub struct Families {
     inner: RwLock<Inner>,
     pub rejections: Rejections,
-    pub runtime: RuntimeMetrics,
+    pub runtime: Arc<RuntimeMetrics>,
     pub misuse: Misuse,
     pub component: ComponentInfo,
 }
@@ -103,7 +103,7 @@ impl Families {
     pub fn new() -> Families {
         let mut registry = Registry::default();
         let rejections = Rejections::register(&mut registry);
-        let runtime = RuntimeMetrics::register(&mut registry);
+        let runtime = Arc::new(RuntimeMetrics::register(&mut registry));
         let misuse = Misuse::register(&mut registry);
         let component = ComponentInfo::register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));

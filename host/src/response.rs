@@ -65,6 +65,13 @@ pub fn strip_body(response: &mut Response<Body>) {
     }
 }
 
+/// Whether a handler's status can go out as a final HTTP answer: 200 to
+/// 599 (informational answers are the host's business, and HTTP has no
+/// codes past 599).
+pub fn valid_status(status: u16) -> bool {
+    (200..=599).contains(&status)
+}
+
 /// A header value as handlers see it: any valid UTF-8, not only the
 /// visible ASCII that `HeaderValue::to_str` accepts; `None` otherwise.
 pub fn utf8_value(value: &HeaderValue) -> Option<&str> {

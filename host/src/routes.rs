@@ -1,6 +1,12 @@
-//! The route table a component declares, matched in the host so that
-//! unknown paths (404), disallowed methods (405) and `OPTIONS` never enter
-//! the guest.
+//! The route table a component declares (or, for a wasi:http component,
+//! the label templates the configuration gives), matched in the host so
+//! that unknown paths (404), disallowed methods (405) and `OPTIONS` never
+//! enter a route-handler guest.
+//!
+//! Templates are literal segments, `{name}` for one segment and a trailing
+//! `/...` for any rest (which also matches the bare prefix, as in Spin).
+//! An exact path wins, then templates with parameters in declaration order,
+//! then the longest `/...` prefix.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +14,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail, ensure};
 use hyper::Method;
 use hyper::header::HeaderValue;
+
+use crate::labels::unmatched_path;
 
 /// One declared route, checked.
 #[derive(Debug)]
@@ -18,7 +26,8 @@ pub struct Route {
     pub track: bool,
     /// Its position in the manifest, which the guest gets back.
     pub index: u32,
-    methods: Vec<Method>,
+    /// None: the handler answers every method itself, `OPTIONS` included.
+    methods: Option<Vec<Method>>,
     /// The `Allow` header of 405 and `OPTIONS` answers.
     pub allow: HeaderValue,
 }
@@ -26,8 +35,9 @@ pub struct Route {
 impl Route {
     /// `HEAD` is allowed wherever `GET` is, as in Flask.
     fn allows(&self, method: &Method) -> bool {
-        self.methods.contains(method)
-            || (method == Method::HEAD && self.methods.contains(&Method::GET))
+        self.methods.as_ref().is_none_or(|methods| {
+            methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
+        })
     }
 }
 
@@ -54,6 +64,8 @@ pub enum Dispatch<'a, T> {
 enum Segment {
     Literal(String),
     Param,
+    /// A trailing `/...`: any further segments, or none.
+    Rest,
 }
 
 /// The routes of one component, each with the state `T` the host keeps for
@@ -63,15 +75,46 @@ pub struct Router<T = Route> {
     routes: Vec<T>,
     /// Templates without parameters, by path: most routes, one lookup.
     exact: HashMap<String, usize>,
-    /// Templates with `{name}` segments, tried in declaration order.
+    /// Templates with `{name}` segments, tried in declaration order, then
+    /// those ending in `/...`, the longest first.
     templated: Vec<(Vec<Segment>, usize)>,
+    /// The route of paths no template matches, for a handler that answers
+    /// every path itself; none when the host answers them 404.
+    fallback: Option<usize>,
 }
 
 /// A route as the manifest declares it.
 pub struct RouteDecl<'a> {
-    pub methods: &'a [String],
+    /// None for a handler that answers every method itself.
+    pub methods: Option<&'a [String]>,
     pub path: &'a str,
     pub track: bool,
+}
+
+/// A label template from the configuration, for a component that declares
+/// no routes (a wasi:http component): the `path` label of the requests it
+/// matches.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathTemplate {
+    pub path: String,
+    /// False leaves the matching requests out of the default families.
+    #[serde(default = "yes")]
+    pub track: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl PathTemplate {
+    pub fn decl(&self) -> RouteDecl<'_> {
+        RouteDecl {
+            methods: None,
+            path: &self.path,
+            track: self.track,
+        }
+    }
 }
 
 impl Router {
@@ -83,6 +126,7 @@ impl Router {
             routes: Vec::new(),
             exact: HashMap::new(),
             templated: Vec::new(),
+            fallback: None,
         };
         let mut shapes = HashMap::new();
         for decl in decls {
@@ -97,6 +141,7 @@ impl Router {
                 .map(|s| match s {
                     Segment::Literal(l) => Some(l.as_str()),
                     Segment::Param => None,
+                    Segment::Rest => Some("/..."),
                 })
                 .collect();
             if let Some(first) = shapes.insert(format!("{shape:?}"), decl.path) {
@@ -105,14 +150,35 @@ impl Router {
                     decl.path
                 );
             }
-            if segments.iter().any(|s| matches!(s, Segment::Param)) {
+            if segments.iter().any(|s| !matches!(s, Segment::Literal(_))) {
                 router.templated.push((segments, index));
             } else {
                 router.exact.insert(decl.path.to_string(), index);
             }
             router.routes.push(route);
         }
+        // Stable: parameter templates keep their order, ahead of the
+        // `/...` ones, which go longest first.
+        router.templated.sort_by_key(|(segments, _)| match segments.last() {
+            Some(Segment::Rest) => usize::MAX - segments.len(),
+            _ => 0,
+        });
         Ok(router)
+    }
+
+    /// Hands every path no template matches to the handler too, under the
+    /// fixed unmatched `path` label, after the declared routes.
+    pub fn answer_unmatched(mut self) -> Router {
+        let index = self.routes.len();
+        self.routes.push(Route {
+            template: unmatched_path(),
+            track: true,
+            index: index as u32,
+            methods: None,
+            allow: HeaderValue::from_static(""),
+        });
+        self.fallback = Some(index);
+        self
     }
 }
 
@@ -128,15 +194,16 @@ impl<T: AsRef<Route>> Router<T> {
             routes: self.routes.into_iter().map(f).collect(),
             exact: self.exact,
             templated: self.templated,
+            fallback: self.fallback,
         }
     }
 
     pub fn dispatch(&self, method: &Method, path: &str) -> Dispatch<'_, T> {
-        let Some(index) = self.find(path) else {
+        let Some(index) = self.find(path).or(self.fallback) else {
             return Dispatch::NotFound;
         };
         let route = &self.routes[index];
-        if method == Method::OPTIONS {
+        if method == Method::OPTIONS && route.as_ref().methods.is_some() {
             Dispatch::Options(route)
         } else if route.as_ref().allows(method) {
             Dispatch::Handle(route)
@@ -151,23 +218,34 @@ impl<T: AsRef<Route>> Router<T> {
         }
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         self.templated.iter().find_map(|(segments, index)| {
-            (segments.len() == parts.len()
-                && segments
-                    .iter()
-                    .zip(&parts)
-                    .all(|(segment, part)| match segment {
-                        Segment::Literal(literal) => literal == part,
-                        Segment::Param => !part.is_empty(),
-                    }))
-            .then_some(*index)
+            let (fixed, rest) = match segments.split_last() {
+                Some((Segment::Rest, fixed)) => (fixed, true),
+                _ => (&segments[..], false),
+            };
+            let matches = (parts.len() == fixed.len() || (rest && parts.len() > fixed.len()))
+                && fixed.iter().zip(&parts).all(|(segment, part)| match segment {
+                    Segment::Literal(literal) => literal == part,
+                    Segment::Param => !part.is_empty(),
+                    Segment::Rest => false,
+                });
+            matches.then_some(*index)
         })
     }
 }
 
 fn check_route(decl: &RouteDecl<'_>) -> Result<Route> {
-    ensure!(!decl.methods.is_empty(), "declares no method");
+    let Some(names) = decl.methods else {
+        return Ok(Route {
+            template: decl.path.into(),
+            track: decl.track,
+            index: 0,
+            methods: None,
+            allow: HeaderValue::from_static(""),
+        });
+    };
+    ensure!(!names.is_empty(), "declares no method");
     let mut methods = Vec::new();
-    for name in decl.methods {
+    for name in names {
         ensure!(
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase()),
             "method {name:?} is not an upper-case HTTP method name"
@@ -193,7 +271,7 @@ fn check_route(decl: &RouteDecl<'_>) -> Result<Route> {
         template: decl.path.into(),
         track: decl.track,
         index: 0,
-        methods,
+        methods: Some(methods),
         allow,
     })
 }
@@ -206,24 +284,47 @@ fn parse_template(path: &str) -> Result<Vec<Segment>> {
         path.bytes().all(|b| b.is_ascii_graphic()) && !path.contains(['?', '#']),
         "a path template holds visible ASCII characters only, without '?' or '#'"
     );
-    rest.split('/')
-        .map(|segment| {
-            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                ensure!(
-                    !name.is_empty()
-                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-                    "parameter {segment:?} is not '{{name}}' with a name of letters, digits and '_'"
-                );
-                Ok(Segment::Param)
-            } else {
-                ensure!(
-                    !segment.contains(['{', '}']),
-                    "segment {segment:?}: a parameter spans a whole segment, as in '/users/{{id}}'"
-                );
-                Ok(Segment::Literal(segment.to_string()))
-            }
-        })
-        .collect()
+    let (rest, any_rest) = match rest.strip_suffix("...") {
+        Some("") => ("", true),
+        Some(prefix) => (
+            prefix
+                .strip_suffix('/')
+                .context("'...' stands for the rest of the path only after a '/'")?,
+            true,
+        ),
+        None => (rest, false),
+    };
+    let mut segments: Vec<Segment> = if rest.is_empty() && any_rest {
+        Vec::new()
+    } else {
+        rest.split('/')
+            .map(parse_segment)
+            .collect::<Result<_>>()?
+    };
+    if any_rest {
+        segments.push(Segment::Rest);
+    }
+    Ok(segments)
+}
+
+fn parse_segment(segment: &str) -> Result<Segment> {
+    ensure!(
+        !segment.contains("..."),
+        "segment {segment:?}: '...' stands for the rest of the path, at the end only"
+    );
+    if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+        ensure!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "parameter {segment:?} is not '{{name}}' with a name of letters, digits and '_'"
+        );
+        Ok(Segment::Param)
+    } else {
+        ensure!(
+            !segment.contains(['{', '}']),
+            "segment {segment:?}: a parameter spans a whole segment, as in '/users/{{id}}'"
+        );
+        Ok(Segment::Literal(segment.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +341,7 @@ mod tests {
                 .iter()
                 .zip(&methods)
                 .map(|((_, path), methods)| RouteDecl {
-                    methods,
+                    methods: Some(methods),
                     path,
                     track: true,
                 }),

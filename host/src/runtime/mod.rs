@@ -1,0 +1,303 @@
+//! The WebAssembly side: one engine and one pre-linked component prepared at
+//! load, and a fresh `Store` and instance for every call, so no guest state
+//! outlives a request (unless `--instance-reuse` asks for reuse).
+//!
+//! Two worlds are served: promwasm's own `route-handler`, and the standard
+//! `wasi:http/proxy` of `wasmtime serve` and Spin. One linker offers the
+//! imports of both (WASI 0.2, wasi:http 0.2 with outbound requests refused,
+//! and promwasm:app/metrics); what a component exports decides its world.
+//!
+//! The runtime knows nothing of the metric families: a guest's updates go to
+//! a [`MetricSink`] the caller provides, and what a call cost comes back as
+//! [`CallStats`].
+
+mod instances;
+mod proxy;
+mod state;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::cache::{Cache, hex};
+pub use crate::call_stats::{CallStats, Phases};
+pub use instances::{Compiled, Guest, Instantiate};
+pub use proxy::{Head, WasiHttpGuest};
+pub use state::HostState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "route-handler",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::promwasm::app::types;
+use bindings::{RouteHandler, RouteHandlerPre};
+use types::MetricError;
+
+/// How often the epoch ticks. A running guest yields to the tokio executor
+/// at every tick, so a busy guest delays others by at most this much.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits every guest call runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time one call may take before it is stopped.
+    pub request_timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_memory: usize,
+    /// Instances alive at once; calls past it are refused.
+    pub max_instances: u32,
+    /// Largest response body a guest may return, in bytes.
+    pub max_response_body: usize,
+    /// Requests one instance may serve; 1 is a fresh instance per request.
+    pub instance_reuse: u32,
+}
+
+impl Default for Limits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(10),
+            max_memory: 64 << 20,
+            max_instances: 1000,
+            max_response_body: 8 << 20,
+            instance_reuse: 1,
+        }
+    }
+}
+
+/// Why a guest call did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest trapped (a panic, an out-of-bounds access, memory exhausted...).
+    #[error("guest trapped")]
+    Trap(#[source] wasmtime::Error),
+    /// The guest returned an error.
+    #[error("guest returned an error: {0}")]
+    Guest(String),
+    /// The call ran past the request timeout and was stopped.
+    #[error("guest ran past the {0:?} request timeout")]
+    Timeout(Duration),
+    /// The guest trapped after the host refused to grow its memory past
+    /// the limit.
+    #[error("guest ran out of its {limit} bytes of memory")]
+    Memory {
+        limit: usize,
+        #[source]
+        trap: wasmtime::Error,
+    },
+    /// No instance slot was free.
+    #[error("no instance slot free")]
+    Capacity(#[source] wasmtime::Error),
+    /// The guest's response body is larger than the host passes on.
+    #[error("guest returned a body of {0} bytes or more, over the {1}-byte limit")]
+    ResponseTooLarge(usize, usize),
+    /// A wasi:http guest returned without setting a response.
+    #[error("guest returned without setting a response")]
+    NoResponse,
+    /// A wasi:http guest's response head cannot go out as HTTP.
+    #[error("guest set an invalid response: {0}")]
+    InvalidResponse(String),
+    /// A wasi:http guest's body stream broke off (it dropped the body
+    /// unfinished, or wrote other than its content-length).
+    #[error("guest's response body is incomplete: {0}")]
+    IncompleteBody(String),
+    /// The client went away before the streamed body ended; the guest was
+    /// stopped. Not the guest's failure.
+    #[error("client went away before the response body ended")]
+    ClientGone,
+}
+
+impl CallError {
+    /// A short, fixed name for the failure: the `reason` label of the
+    /// failure counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallError::Trap(_) => "trap",
+            CallError::Guest(_) => "error",
+            CallError::Timeout(_) => "timeout",
+            CallError::Memory { .. } => "memory",
+            CallError::Capacity(_) => "capacity",
+            CallError::ResponseTooLarge(..) => "response_too_large",
+            CallError::NoResponse => "no_response",
+            CallError::InvalidResponse(_) => "invalid_response",
+            CallError::IncompleteBody(_) => "incomplete_body",
+            CallError::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// What a guest's metric update asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Update {
+    CounterAdd,
+    GaugeSet,
+    GaugeAdd,
+    HistogramObserve,
+}
+
+/// Where a guest's metric updates go. The runtime defines it and the
+/// metrics side implements it for the families a component declared, so
+/// the runtime depends on no metric family.
+pub trait MetricSink: Send + Sync + 'static {
+    /// Applies one update, or refuses it with the error the guest gets back.
+    fn update(
+        &self,
+        handle: u32,
+        update: Update,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError>;
+}
+
+/// The sink of `describe`, which runs before any family is registered.
+struct NoMetrics;
+
+impl MetricSink for NoMetrics {
+    fn update(&self, handle: u32, _: Update, _: Vec<String>, _: f64) -> Result<(), MetricError> {
+        Err(MetricError::UnknownMetric(handle))
+    }
+}
+
+/// The engine and the linker, shared by every component loaded.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    /// Where compiled components are kept between runs, if anywhere.
+    cache: Option<Cache>,
+}
+
+impl Runtime {
+    /// Builds the engine (and its epoch ticker) and links WASI, wasi:http
+    /// and the `metrics` import.
+    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> wasmtime::Result<Runtime> {
+        let engine =
+            Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .context("linking wasi:http")?;
+        RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .context("linking the promwasm:app/metrics import")?;
+
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            cache: cache_dir.and_then(Cache::open),
+        })
+    }
+
+    /// Compiles a component (or takes it from the cache), links it and
+    /// tells which world it implements. `origin` names it in errors.
+    pub fn load(&self, bytes: &[u8], origin: &Path) -> Result<Loaded> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let compile = || {
+            Component::new(&self.engine, bytes).with_context(|| {
+                format!("{} is not a valid WebAssembly component", origin.display())
+            })
+        };
+        let component = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, &sha256, compile)?,
+            None => compile()?,
+        };
+        let pre = self.linker.instantiate_pre(&component).with_context(|| {
+            format!(
+                "{} imports what the host does not offer (it offers WASI 0.2, wasi:http 0.2 and promwasm:app/metrics)",
+                origin.display()
+            )
+        })?;
+        let (engine, limits) = (self.engine.clone(), self.limits);
+        match (RouteHandlerPre::new(pre.clone()), ProxyPre::new(pre)) {
+            (Ok(pre), Err(_)) => Ok(Loaded::RouteHandler(Compiled::new(
+                sha256, engine, pre, limits,
+            ))),
+            (Err(_), Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(sha256, engine, pre, limits))),
+            (Ok(_), Ok(_)) => bail!(
+                "{} exports both promwasm:app/handler and wasi:http/incoming-handler; a component implements one world",
+                origin.display()
+            ),
+            (Err(_), Err(_)) => {
+                let ty = component.component_type();
+                let names = |items: Vec<&str>| match items.is_empty() {
+                    true => "nothing".to_string(),
+                    false => items.join(", "),
+                };
+                bail!(
+                    "{} implements neither world the host serves: it exports {} and imports {}; \
+                     the host serves components that export promwasm:app/handler@0.1.0 (the \
+                     promwasm:app/route-handler world) or wasi:http/incoming-handler@0.2 (the \
+                     wasi:http/proxy world)",
+                    origin.display(),
+                    names(ty.exports(&self.engine).map(|(name, _)| name).collect()),
+                    names(ty.imports(&self.engine).map(|(name, _)| name).collect()),
+                )
+            }
+        }
+    }
+}
+
+/// A loaded component, by the world it implements.
+pub enum Loaded {
+    /// promwasm:app/route-handler: declares its routes and metrics.
+    RouteHandler(Compiled),
+    /// wasi:http/proxy: answers any request, declares nothing.
+    WasiHttp(Compiled<ProxyPre<HostState>>),
+}
+
+impl Loaded {
+    /// Lower-case hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        match self {
+            Loaded::RouteHandler(compiled) => &compiled.sha256,
+            Loaded::WasiHttp(compiled) => &compiled.sha256,
+        }
+    }
+}
+
+/// Engine settings for many short-lived instances: the pooling allocator
+/// keeps each slot's touched pages resident and resets them between
+/// instances (the isolation stays), epochs interrupt long calls, and the
+/// component-model concurrency machinery a WASI 0.2 world does not use is off.
+fn engine_config(limits: &Limits) -> Config {
+    let n = limits.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        // A Rust std guest is a dozen or more core instances (its own module
+        // plus the adapter and shims that wire WASI), but only one or two
+        // memories and a few tables.
+        .total_core_instances(n.saturating_mul(24))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(limits.max_memory)
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .concurrency_support(false);
+    config
+}

@@ -1,0 +1,166 @@
+//! What one `Store` holds: the WASI and wasi:http contexts (granting
+//! nothing), the memory limiter, and where the guest's metric updates go.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use super::bindings;
+use super::types::{self, MetricError};
+use super::{MetricSink, Update};
+
+/// Enforces the memory limit on one instance and remembers how far its
+/// memory grew and whether a growth was refused.
+pub(super) struct Limiter {
+    max_memory: usize,
+    pub(super) high_water: usize,
+    pub(super) refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.high_water = self.high_water.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; the pool bounds their slots.
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The per-call state a `Store` holds.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: DenyOutbound,
+    table: ResourceTable,
+    pub(super) limiter: Limiter,
+    metrics: Arc<dyn MetricSink>,
+}
+
+impl HostState {
+    /// A state that grants the guest nothing, under a memory limit.
+    pub(super) fn new(max_memory: usize, metrics: Arc<dyn MetricSink>) -> HostState {
+        HostState {
+            // No filesystem, environment, arguments or network.
+            wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutbound,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                max_memory,
+                high_water: 0,
+                refused: false,
+            },
+            metrics,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// The wasi:http hooks: every outbound request is refused, as the sandbox
+/// grants no network.
+struct DenyOutbound;
+
+/// What `WasiHttpHooks::send_request` gives back.
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                hyper::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _io: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        tracing::debug!(uri = %request.uri(), "refused a guest's outbound HTTP request");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl bindings::promwasm::app::metrics::Host for HostState {
+    fn counter_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.metrics
+            .update(metric, Update::CounterAdd, labels, value)
+    }
+
+    fn gauge_set(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.metrics.update(metric, Update::GaugeSet, labels, value)
+    }
+
+    fn gauge_add(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.metrics.update(metric, Update::GaugeAdd, labels, value)
+    }
+
+    fn histogram_observe(
+        &mut self,
+        metric: u32,
+        labels: Vec<String>,
+        value: f64,
+    ) -> Result<(), MetricError> {
+        self.metrics
+            .update(metric, Update::HistogramObserve, labels, value)
+    }
+}
+
