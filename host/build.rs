@@ -30,6 +30,9 @@ fn main() {
         "tests/fixtures/Cargo.toml",
         "tests/fixtures/Cargo.lock",
         "tests/fixtures/clash",
+        "tests/fixtures/http",
+        "tests/fixtures/command",
+        "tests/fixtures/stray",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -57,14 +60,21 @@ fn main() {
         "cargo:rustc-env=PROMWASM_FIXTURE_WASM={}",
         fixture.display()
     );
-    let clash = fixture.with_file_name("promwasm_fixture_clash.wasm");
-    println!(
-        "cargo:rustc-env=PROMWASM_FIXTURE_CLASH_WASM={}",
-        clash.display()
-    );
+    for (file, var) in [
+        ("promwasm_fixture_clash.wasm", "PROMWASM_FIXTURE_CLASH_WASM"),
+        ("promwasm_fixture_http.wasm", "PROMWASM_FIXTURE_HTTP_WASM"),
+        ("promwasm_fixture_stray.wasm", "PROMWASM_FIXTURE_STRAY_WASM"),
+        (
+            "promwasm-fixture-command.wasm",
+            "PROMWASM_FIXTURE_COMMAND_WASM",
+        ),
+    ] {
+        let path = fixture.with_file_name(file);
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
 }
 
-/// Builds every cdylib of the guest workspace at `dir` in release mode for
+/// Builds every component (cdylib or command) of the guest workspace at `dir` in release mode for
 /// wasm32-wasip2 and returns the path of the component named `artifact`.
 fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

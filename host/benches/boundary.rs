@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
-use ::promwasm::route_handler;
 use ::promwasm::exposition::Format;
 use ::promwasm::guest_metrics::SeriesLimits;
 use ::promwasm::labels::RequestLabels;
 use ::promwasm::registry::Families;
+use ::promwasm::route_handler;
 use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Loaded, Runtime, Update, types};
 use promwasm_seed::{Metric, Route};
 

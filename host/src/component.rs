@@ -94,12 +94,16 @@ impl Source {
         let name = origin.display().to_string();
         let sha256 = loaded.sha256().to_string();
         let mounted = match loaded {
-            Loaded::RouteHandler(compiled) => self.route_handler(families, compiled, origin).await?,
+            Loaded::RouteHandler(compiled) => {
+                self.route_handler(families, compiled, origin).await?
+            }
             Loaded::WasiHttp(compiled) => {
                 let labels = &self.wasi_http;
                 let prefix = labels.default_prefix.as_deref();
                 let app = App::for_wasi_http(&labels.routes, prefix, families, self.options)
-                    .with_context(|| format!("labelling wasi:http component {}", origin.display()))?;
+                    .with_context(|| {
+                        format!("labelling wasi:http component {}", origin.display())
+                    })?;
                 tracing::info!(
                     component = %name,
                     world = "wasi:http/proxy",

@@ -13,23 +13,23 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use tokio::sync::{mpsc, oneshot};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::app::{App, RouteState};
 use crate::call_stats::CallStats;
+use crate::client_limits::refuse;
 use crate::client_limits::{ClientLimits, read_body};
 use crate::exposition::Format;
-use crate::client_limits::refuse;
 use crate::http_metrics::InProgressGuard;
 use crate::labels::{RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
-use crate::runtime_metrics::RuntimeMetrics;
 use crate::registry::Families;
 use crate::response::{self, Body, BoxError, full, strip_body, text};
 use crate::routes::Dispatch;
+use crate::runtime_metrics::RuntimeMetrics;
 
 /// Answers the requests routed to it. The pipeline has already matched the
 /// route, applied the client limits and read the body.
@@ -178,11 +178,17 @@ impl<H: Handler> Pipeline<H> {
             failure: None,
             in_progress: None,
         };
-        let (answer, route) = match mounted.app.router.dispatch(request.method(), request.uri().path())
+        let (answer, route) = match mounted
+            .app
+            .router
+            .dispatch(request.method(), request.uri().path())
         {
             Dispatch::NotFound => (host(response::not_found()), None),
             Dispatch::MethodNotAllowed(route) => (
-                host(response::allow(StatusCode::METHOD_NOT_ALLOWED, &route.route.allow)),
+                host(response::allow(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &route.route.allow,
+                )),
                 Some(route),
             ),
             Dispatch::Options(route) => (
@@ -239,8 +245,11 @@ impl<H: Handler> Pipeline<H> {
                 in_progress,
             },
             Err(failure) => Answer {
-                response: text(failure.status, failure.status.canonical_reason().unwrap_or(""))
-                    .map(Reply::Whole),
+                response: text(
+                    failure.status,
+                    failure.status.canonical_reason().unwrap_or(""),
+                )
+                .map(Reply::Whole),
                 stats: handled.stats,
                 failure: Some(failure),
                 in_progress,
@@ -390,7 +399,8 @@ impl<H: Handler> Drop for Recorded<H> {
         };
         self.frames.close();
         record.request(status);
-        if let (Some(ended), Ok(runtime)) = (self.ended.take(), tokio::runtime::Handle::try_current())
+        if let (Some(ended), Ok(runtime)) =
+            (self.ended.take(), tokio::runtime::Handle::try_current())
         {
             runtime.spawn(async move {
                 let ended = ended.await.unwrap_or_else(|_| Ended::lost());

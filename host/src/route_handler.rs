@@ -90,4 +90,3 @@ fn guest_response(response: types::Response) -> Result<Response<Body>, String> {
         .or_insert(HeaderValue::from_static(TEXT_PLAIN));
     Ok(http)
 }
-

@@ -159,10 +159,12 @@ impl Router {
         }
         // Stable: parameter templates keep their order, ahead of the
         // `/...` ones, which go longest first.
-        router.templated.sort_by_key(|(segments, _)| match segments.last() {
-            Some(Segment::Rest) => usize::MAX - segments.len(),
-            _ => 0,
-        });
+        router
+            .templated
+            .sort_by_key(|(segments, _)| match segments.last() {
+                Some(Segment::Rest) => usize::MAX - segments.len(),
+                _ => 0,
+            });
         Ok(router)
     }
 
@@ -223,11 +225,14 @@ impl<T: AsRef<Route>> Router<T> {
                 _ => (&segments[..], false),
             };
             let matches = (parts.len() == fixed.len() || (rest && parts.len() > fixed.len()))
-                && fixed.iter().zip(&parts).all(|(segment, part)| match segment {
-                    Segment::Literal(literal) => literal == part,
-                    Segment::Param => !part.is_empty(),
-                    Segment::Rest => false,
-                });
+                && fixed
+                    .iter()
+                    .zip(&parts)
+                    .all(|(segment, part)| match segment {
+                        Segment::Literal(literal) => literal == part,
+                        Segment::Param => !part.is_empty(),
+                        Segment::Rest => false,
+                    });
             matches.then_some(*index)
         })
     }
@@ -297,9 +302,7 @@ fn parse_template(path: &str) -> Result<Vec<Segment>> {
     let mut segments: Vec<Segment> = if rest.is_empty() && any_rest {
         Vec::new()
     } else {
-        rest.split('/')
-            .map(parse_segment)
-            .collect::<Result<_>>()?
+        rest.split('/').map(parse_segment).collect::<Result<_>>()?
     };
     if any_rest {
         segments.push(Segment::Rest);

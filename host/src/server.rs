@@ -59,6 +59,12 @@ pub async fn serve<H: Handler>(
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
+                        if e.is_user() {
+                            // A streamed answer the pipeline aborted: counted
+                            // with the handler's failure, not the client's.
+                            tracing::debug!(error = %e, "aborted a streamed answer");
+                            return;
+                        }
                         // hyper has already answered what it could (400, 431);
                         // these requests never reached routing.
                         let reason = if e.is_parse_too_large() {

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const EXAMPLE_WASM: &str = env!("PROMWASM_EXAMPLE_WASM");
 /// The misbehaving fixture component.
 pub const FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_WASM");
+/// The plain wasi:http/proxy fixture component.
+pub const HTTP_FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_HTTP_WASM");
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

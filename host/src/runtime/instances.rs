@@ -204,8 +204,8 @@ impl<P: Instantiate> Compiled<P> {
             let instance = match instance {
                 Some(instance) => instance,
                 None => {
-                    let instance = (self.pre.instantiate(&mut *store).await)
-                        .map_err(instantiate_error)?;
+                    let instance =
+                        (self.pre.instantiate(&mut *store).await).map_err(instantiate_error)?;
                     stats.instantiate = Some(start.elapsed());
                     instance
                 }

@@ -107,7 +107,10 @@ async fn deliver(
     };
     let (parts, mut body) = response.into_parts();
     if !crate::response::valid_status(parts.status.as_u16()) {
-        return Err(CallError::InvalidResponse(format!("status {}", parts.status)));
+        return Err(CallError::InvalidResponse(format!(
+            "status {}",
+            parts.status
+        )));
     }
     let declared = (parts.headers.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());

@@ -163,4 +163,3 @@ impl bindings::promwasm::app::metrics::Host for HostState {
             .update(metric, Update::HistogramObserve, labels, value)
     }
 }
-
