@@ -824,6 +824,33 @@ fn three_replicas_add_up_in_prometheus() {
     );
 }
 
+#[test]
+fn prometheus_scrapes_a_wasi_http_component() {
+    let app = Promwasm::start(&[
+        "--component",
+        support::HTTP_FIXTURE_WASM,
+        "--default-prefix",
+        "flask",
+    ]);
+    let prom = Prometheus::start(&[target_of(&app)]);
+    prom.wait_value(r#"up{job="promwasm"}"#, 1.0);
+    let sent = 7;
+    for i in 0..sent {
+        let reply = app.get(&format!("/items/{i}"));
+        assert_eq!((reply.status, reply.body), (200, format!("item {i}\n")));
+    }
+    // The seed README's query shape, on a component that knows nothing of
+    // promwasm.
+    prom.wait_value(
+        "sum(flask_http_request_duration_seconds_count)",
+        f64::from(sent),
+    );
+    assert_eq!(
+        prom.scalar(r#"sum(flask_http_request_total{method="GET",status="200"})"#),
+        f64::from(sent)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Test 3: the repository's configuration as Prometheus would load it.
 

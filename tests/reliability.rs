@@ -254,7 +254,7 @@ fn guest_has_no_capabilities() {
         app.wait(Duration::from_secs(15))
     };
     assert!(
-        stderr.contains("capabilities granted to the guest: none (no filesystem, network, environment variables or arguments)"),
+        stderr.contains("capabilities granted to the guest: none (no filesystem, network, environment variables or arguments; outbound HTTP requests are refused)"),
         "{stderr}"
     );
 }

@@ -509,6 +509,39 @@ log-format = \"json\"
     }
 
     #[test]
+    fn route_tables_are_label_templates() {
+        let (_file, path) = write_config(
+            "default-prefix = \"flask\"
+[[route]]
+path = \"/items/{id}\"
+[[route]]
+path = \"/healthz\"
+track = false
+",
+        );
+        let cli = Cli::load_from(["promwasm", "--config", &path]).unwrap();
+        assert_eq!(cli.default_prefix.as_deref(), Some("flask"));
+        let template = |path: &str, track| PathTemplate {
+            path: path.to_string(),
+            track,
+        };
+        assert_eq!(
+            cli.routes,
+            [template("/items/{id}", true), template("/healthz", false)]
+        );
+        let (_file, path) = write_config("[[route]]\npath = \"/a\"\nmethods = [\"GET\"]\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert!(
+            err.contains("unknown field `methods`, expected `path` or `track`"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
     fn a_request_head_limit_below_hypers_buffer_is_refused() {
         let err = Cli::load_from(["promwasm", "--max-header-bytes", "1KiB"]).unwrap_err();
         assert_eq!(

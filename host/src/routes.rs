@@ -385,6 +385,71 @@ mod tests {
         assert_eq!(r.routes()[2].allow, "GET, HEAD, OPTIONS, POST");
     }
 
+    fn templates(paths: &[&str]) -> Router {
+        let templates: Vec<PathTemplate> = (paths.iter())
+            .map(|path| PathTemplate {
+                path: path.to_string(),
+                track: true,
+            })
+            .collect();
+        Router::new(templates.iter().map(PathTemplate::decl))
+            .unwrap()
+            .answer_unmatched()
+    }
+
+    /// The template `dispatch` chose for a label-template router.
+    fn labelled(r: &Router, method: Method, path: &str) -> String {
+        match r.dispatch(&method, path) {
+            Dispatch::Handle(route) => route.template.to_string(),
+            _ => "not handled".to_string(),
+        }
+    }
+
+    #[test]
+    fn label_templates_take_any_method_and_rest_segments() {
+        let r = templates(&[
+            "/files/...",
+            "/files/{name}",
+            "/files/index",
+            "/...",
+            "/a/b/...",
+        ]);
+        for (path, template) in [
+            ("/files/index", "/files/index"),
+            ("/files/x", "/files/{name}"),
+            ("/files/x/y", "/files/..."),
+            ("/files", "/files/..."),
+            ("/files/", "/files/..."),
+            ("/a/b/c", "/a/b/..."),
+            ("/a/b", "/a/b/..."),
+            ("/a", "/..."),
+            ("/", "/..."),
+        ] {
+            for method in [Method::GET, Method::DELETE, Method::OPTIONS] {
+                assert_eq!(
+                    labelled(&r, method.clone(), path),
+                    template,
+                    "{method} {path}"
+                );
+            }
+        }
+        let r = templates(&["/items/{id}"]);
+        assert_eq!(labelled(&r, Method::PATCH, "/items/3"), "/items/{id}");
+        assert_eq!(labelled(&r, Method::GET, "/items/3/4"), "<unmatched>");
+        assert_eq!(labelled(&r, Method::GET, "/elsewhere"), "<unmatched>");
+        // Without the unmatched route the host answers 404 itself.
+        let plain = router(&[(&["GET"], "/files/...")]).unwrap();
+        assert_eq!(
+            decided(&plain, Method::GET, "/files/a/b"),
+            ("handle", Some(0))
+        );
+        assert_eq!(
+            decided(&plain, Method::OPTIONS, "/files"),
+            ("options", Some(0))
+        );
+        assert_eq!(decided(&plain, Method::GET, "/other"), ("404", None));
+    }
+
     #[test]
     fn refuses_bad_declarations_naming_the_route() {
         for (routes, message) in [
@@ -408,6 +473,18 @@ mod tests {
             (
                 &[(&["GET"][..], "/u/{id}"), (&["POST"][..], "/u/{name}")][..],
                 "route \"/u/{name}\" matches the same paths as route \"/u/{id}\"",
+            ),
+            (
+                &[(&["GET"][..], "/a.../b")][..],
+                "route \"/a.../b\": segment \"a...\": '...' stands for the rest of the path, at the end only",
+            ),
+            (
+                &[(&["GET"][..], "/a...")][..],
+                "route \"/a...\": '...' stands for the rest of the path only after a '/'",
+            ),
+            (
+                &[(&["GET"][..], "/f/..."), (&["POST"][..], "/f/...")][..],
+                "route \"/f/...\" matches the same paths as route \"/f/...\"",
             ),
         ] {
             let err = router(routes).unwrap_err();
