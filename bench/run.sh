@@ -13,6 +13,10 @@
 #
 # Needs: cargo, wrk, curl, taskset (util-linux), awk. About 4 minutes after the build.
 # EXTRA_ARGS="--instance-reuse 100" adds (d) promwasm with those flags to the wrk runs.
+# When wasmtime-cli 48.0.8 is at $WASMTIME (default target/wasmtime-cli/bin/wasmtime;
+# `cargo install wasmtime-cli --version 48.0.8 --locked --root target/wasmtime-cli`,
+# long on 2 cores), the same wasi:http component (the test fixture, GET /hello) runs
+# under (e) promwasm and (f) `wasmtime serve`, both with a fresh instance per request.
 # Runs disturbed by other processes (> DISTURBED=10 % of the server's core) are
 # repeated within a time budget for the wrk phase (BUDGET=420 s).
 # Settings (environment): DURATION (s per wrk run, 5), REPS (5), CONNS ("32 128"),
@@ -31,6 +35,11 @@ STARTS=${STARTS:-7}
 PROMWASM=$ROOT/target/release/promwasm
 NATIVE=$ROOT/target/release/examples/native_baseline
 ROUTE='/square?num=20'
+WASMTIME=${WASMTIME:-$ROOT/target/wasmtime-cli/bin/wasmtime}
+HELLO=$ROOT/target/guest/wasm32-wasip2/release/promwasm_fixture_http.wasm
+# The wasi:http servers answer another path.
+ROUTE_e=/hello
+ROUTE_f=/hello
 
 for tool in wrk curl taskset awk; do
     command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (apt-get install -y wrk curl util-linux gawk)" >&2; exit 1; }
@@ -113,6 +122,26 @@ start() {
     printf -v "PID_$name" '%s' "$pid"
 }
 
+# start_wasmtime NAME : `wasmtime serve` of the wasi:http component on
+# 127.0.0.1:0 (with -Scli, which Rust std guests import); sets URL_<NAME>
+# and PID_<NAME> from its `Serving HTTP on http://IP:PORT/` line.
+start_wasmtime() {
+    local name=$1
+    "${PIN_SERVER[@]}" "$WASMTIME" serve -Scli --addr 127.0.0.1:0 "$HELLO" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    local url="" i
+    for i in $(seq 1 600); do
+        url=$(sed -n 's|^Serving HTTP on \(http://[^/]*\)/$|\1|p' "$WORK/$name.err")
+        [ -n "$url" ] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; echo "bench/run.sh: $name exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "bench/run.sh: $name printed no serving line" >&2; exit 1; }
+    printf -v "URL_$name" '%s' "$url"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
 # cpu_ticks CPU : busy and steal ticks of one cpu from /proc/stat ("cpu" for all).
 cpu_ticks() { awk -v c="$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $9}' /proc/stat; }
 # proc_ticks PID : user + system ticks of a process.
@@ -140,9 +169,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR == 0) prin
 # LAST_OTHERS, and keeps the highest VmRSS sampled during the run.
 run_wrk() {
     local name=$1 conns=$2 secs=$3 record=${4:-1}
-    local url_var="URL_$name" pid_var="PID_$name"
+    local url_var="URL_$name" pid_var="PID_$name" route_var="ROUTE_$name"
     local out="$WORK/wrk.$name.$conns.txt"
-    "${PIN_WRK[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s --latency -H 'user: john' "${!url_var}$ROUTE" >"$out" 2>&1 &
+    "${PIN_WRK[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s --latency -H 'user: john' "${!url_var}${!route_var:-$ROUTE}" >"$out" 2>&1 &
     local wrk_pid=$!
     PIDS+=("$wrk_pid")
     local peak=0 rss busy_run t0 c0 p0
@@ -201,11 +230,21 @@ SERVERS="a b c"
 if [ -n "${EXTRA_ARGS:-}" ]; then
     # shellcheck disable=SC2086 # EXTRA_ARGS is a list of flags
     start d "$PROMWASM" $EXTRA_ARGS
-    SERVERS="a b c d"
+    SERVERS="$SERVERS d"
+fi
+WASI_HTTP=no
+if [ -x "$WASMTIME" ] && [ -f "$HELLO" ]; then
+    WASI_HTTP=yes
+    log "starting (e) promwasm and (f) wasmtime serve ($("$WASMTIME" --version)) on $HELLO"
+    start e "$PROMWASM" --component "$HELLO"
+    start_wasmtime f
+    SERVERS="$SERVERS e f"
+else
+    log "no $WASMTIME: the wasi:http rows (e, f) are left out"
 fi
 for s in $SERVERS; do
-    url_var="URL_$s"
-    curl -fsS -H 'user: john' "${!url_var}$ROUTE" >/dev/null
+    url_var="URL_$s" route_var="ROUTE_$s"
+    curl -fsS -H 'user: john' "${!url_var}${!route_var:-$ROUTE}" >/dev/null
 done
 sleep 1
 for s in $SERVERS; do
@@ -360,6 +399,8 @@ for conns in $CONNS; do
             b) label="(b) native baseline" ;;
             c) label="(c) promwasm --no-default-metrics" ;;
             d) label="(d) promwasm $EXTRA_ARGS" ;;
+            e) label="(e) promwasm, wasi:http GET /hello" ;;
+            f) label="(f) wasmtime serve, wasi:http GET /hello" ;;
         esac
         printf '%-44s %6s %12.0f %15s %10.3f %10.3f   %s/%s/%s\n' "$label" "$conns" \
             "$(med 1 "$WORK/$s.$conns")" "($(range 1 "$WORK/$s.$conns"))" "$(med 2 "$WORK/$s.$conns")" "$(med 3 "$WORK/$s.$conns")" \
@@ -381,7 +422,22 @@ for conns in $CONNS; do
         "$(ratio "$(med 1 "$WORK/d.$conns")" "$(med 1 "$WORK/b.$conns")")" \
         "$(ratio "$(med 2 "$WORK/d.$conns")" "$(med 2 "$WORK/b.$conns")")" \
         "$(ratio "$(med 3 "$WORK/d.$conns")" "$(med 3 "$WORK/b.$conns")")"
+    [ "$WASI_HTTP" = no ] || printf '%-44s %6s %12s %10s %10s\n' "e/f (promwasm / wasmtime serve)" "$conns" \
+        "$(ratio "$(med 1 "$WORK/e.$conns")" "$(med 1 "$WORK/f.$conns")")" \
+        "$(ratio "$(med 2 "$WORK/e.$conns")" "$(med 2 "$WORK/f.$conns")")" \
+        "$(ratio "$(med 3 "$WORK/e.$conns")" "$(med 3 "$WORK/f.$conns")")"
 done
+# cpu_us NAME CONNS : median server CPU per request, in µs (its share of a core
+# over its req/s, run by run).
+cpu_us() { awk '{printf "%.2f\n", $4 * 1e4 / $1}' "$WORK/$1.$2" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+if [ "$WASI_HTTP" = yes ]; then
+    echo
+    printf '%-44s %6s %12s %12s %10s\n' "server CPU per request (µs)" "conns" "(e) promwasm" "(f) wasmtime" "f/e"
+    for conns in $CONNS; do
+        printf '%-44s %6s %12s %12s %10s\n' "wasi:http GET /hello" "$conns" "$(cpu_us e "$conns")" "$(cpu_us f "$conns")" \
+            "$(ratio "$(cpu_us f "$conns")" "$(cpu_us e "$conns")")"
+    done
+fi
 echo
 printf '%-50s %s\n' "measure" "value"
 printf '%-50s %s ms text 0.0.4, %s ms OpenMetrics (%s auth series, %s samples, %s KiB)\n' "/metrics scrape with curl, median of $SCRAPES" \
@@ -416,4 +472,10 @@ printf '%-58s %-12s %s\n' "p99 a/b at $first connections <= 2.0" "$p99" "$(verdi
 printf '%-58s %-12s %s\n' "default metrics cost 1 - a/c at $first connections <= 5%" "$cost%" "$(verdict "$cost" '<=' 5)"
 printf '%-58s %-12s %s\n' "/metrics with $series series <= 10 ms (text)" "$SCRAPE_TEXT ms" "$(verdict "$SCRAPE_TEXT" '<=' 10)"
 printf '%-58s %-12s %s\n' "resident memory idle <= 40 MB (a)" "$idle MiB" "$(verdict "$(awk -v m="$idle" 'BEGIN {print m * 1.048576}')" '<=' 40)"
+if [ "$WASI_HTTP" = yes ]; then
+    ef=$(ratio "$(med 1 "$WORK/e.$first")" "$(med 1 "$WORK/f.$first")")
+    fe_cpu=$(ratio "$(cpu_us f "$first")" "$(cpu_us e "$first")")
+    printf '%-58s %-12s %s\n' "wasi:http req/s e/f at $first connections >= 3" "$ef" "$(verdict "$ef" '>=' 3)"
+    printf '%-58s %-12s %s\n' "wasi:http server CPU/request f/e at $first conns >= 3" "$fe_cpu" "$(verdict "$fe_cpu" '>=' 3)"
+fi
 echo "(micro-benchmark <= 10 µs/request: cargo bench --bench boundary)"

@@ -30,8 +30,8 @@ use crate::runtime::Limits;
 pub type Span = humantime::Duration;
 
 /// Serves the HTTP routes of a WebAssembly component (the
-/// promwasm:app/route-handler world) and records Prometheus metrics for every
-/// route at the host boundary.
+/// promwasm:app/route-handler or the wasi:http/proxy world) and records
+/// Prometheus metrics for every route at the host boundary.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "promwasm", version, about)]
 pub struct Cli {

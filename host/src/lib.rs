@@ -1,12 +1,15 @@
-//! promwasm: HTTP route handlers compiled as a WebAssembly component, served
+//! promwasm: HTTP route handlers compiled as WebAssembly components, served
 //! by a native host that records Prometheus metrics for every route at the
-//! host boundary.
+//! host boundary. A component implements promwasm's own
+//! `promwasm:app/route-handler` world (it declares its routes and metrics)
+//! or the standard `wasi:http/proxy` world (the configuration labels it).
 //!
 //! The binary (`main.rs`) wires these together; the modules are a library so
 //! that benchmarks and tests can drive them directly. A request goes
 //! hyper ([`server`]) -> [`client_limits`] -> [`routes`] -> a
-//! [`pipeline::Handler`] ([`component`], which runs the guest through
-//! [`runtime`]) -> response, and [`pipeline`] records it.
+//! [`pipeline::Handler`] ([`component`]: [`route_handler`] or
+//! [`wasi_http`], which run the guest through [`runtime`]) -> response, and
+//! [`pipeline`] records it, when its body ends for a streamed answer.
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -207,9 +207,9 @@ impl<H: Handler> Pipeline<H> {
             runtime: self.families.runtime.clone(),
             method,
             start,
-            in_progress: answer.in_progress,
+            in_progress: None,
         };
-        let mut response = record.answer(answer.response, answer.stats, answer.failure);
+        let mut response = record.answer(answer);
         if is_head {
             strip_body(&mut response);
         }
@@ -282,19 +282,14 @@ struct Record<H> {
 impl<H: Handler> Record<H> {
     /// Records an answer whose body is whole now, or wraps a streamed one
     /// so that it is recorded when its body ends or is dropped.
-    fn answer(
-        self,
-        response: Response<Reply>,
-        stats: Option<CallStats>,
-        failure: Option<Failure>,
-    ) -> Response<Body> {
-        let status = response.status();
-        let (head, reply) = response.into_parts();
+    fn answer(mut self, answer: Answer) -> Response<Body> {
+        self.in_progress = answer.in_progress;
+        let status = answer.response.status();
+        let (head, reply) = answer.response.into_parts();
         let body = match reply {
             Reply::Whole(body) => {
-                let mut record = self;
-                record.call(status, stats.as_ref(), failure);
-                record.request(status);
+                self.call(status, answer.stats.as_ref(), answer.failure);
+                self.request(status);
                 body
             }
             Reply::Streamed(streamed) => Recorded {

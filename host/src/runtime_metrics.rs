@@ -66,7 +66,7 @@ impl RuntimeMetrics {
         );
         registry.register(
             "promwasm_guest_failures",
-            "Guest calls that produced no response, by route and reason (trap, error, timeout, memory, capacity, response_too_large, invalid_response)",
+            "Guest calls that produced no response, or broke off a streamed one, by route and reason (trap, error, timeout, memory, capacity, response_too_large, invalid_response, no_response, incomplete_body)",
             metrics.failures.clone(),
         );
         metrics
