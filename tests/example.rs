@@ -410,6 +410,91 @@ fn traffic(app: &Promwasm) {
     ] {
         app.get_as(path, "john \"the\" \\ tester");
     }
+    // A sampled trace: an exemplar in OpenMetrics, nothing in 0.0.4.
+    let traced = request(
+        "GET",
+        &app.url("/square?num=4"),
+        &[
+            ("user", "john \"the\" \\ tester"),
+            ("traceparent", TRACEPARENT),
+        ],
+        b"",
+    );
+    assert_eq!(traced.status, 200);
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn exemplars_are_openmetrics_only_and_the_trace_context_reaches_guests() {
+    let app = Promwasm::start(&[]);
+    let unsampled = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-00f067aa0ba902b7-00";
+    for header in [unsampled, TRACEPARENT] {
+        let reply = request(
+            "GET",
+            &app.url("/square?num=2"),
+            &[("traceparent", header)],
+            b"",
+        );
+        assert_eq!(reply.status, 200);
+    }
+    let openmetrics = request(
+        "GET",
+        &app.metrics_url,
+        &[("accept", "application/openmetrics-text;version=1.0.0")],
+        b"",
+    )
+    .body;
+    let exemplars: Vec<&str> = openmetrics.lines().filter(|l| l.contains(" # {")).collect();
+    assert_eq!(exemplars.len(), 1, "{exemplars:?}");
+    let (sample, exemplar) = exemplars[0].split_once(" # ").unwrap();
+    assert!(
+        sample.starts_with("flask_http_request_duration_seconds_bucket{le=\"")
+            && sample.contains("\",method=\"GET\",path=\"/square\",status=\"200\"} "),
+        "{sample}"
+    );
+    // `{trace_id="..."} <seconds> <unix timestamp>`
+    let rest = exemplar
+        .strip_prefix(&format!("{{trace_id=\"{TRACE_ID}\"}} "))
+        .unwrap_or_else(|| panic!("{exemplar}"));
+    let numbers: Vec<f64> = rest.split(' ').map(|n| n.parse().unwrap()).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        numbers.len() == 2 && numbers[0] < 10.0 && (now - numbers[1]).abs() < 60.0,
+        "{rest}"
+    );
+    let text = request("GET", &app.metrics_url, &[], b"").body;
+    assert!(!text.contains("trace_id"), "0.0.4 carries no exemplar");
+
+    // The trace context goes through to the guest unchanged, in either world.
+    let tracestate = "vendor=a1b2,other=x";
+    for (args, path) in [
+        (vec!["--component", support::FIXTURE_WASM], "/trace-headers"),
+        (
+            vec!["--component", support::HTTP_FIXTURE_WASM],
+            "/trace-headers",
+        ),
+    ] {
+        let guest = Promwasm::start(&args);
+        let reply = request(
+            "GET",
+            &guest.url(path),
+            &[("traceparent", TRACEPARENT), ("tracestate", tracestate)],
+            b"",
+        );
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (
+                200,
+                format!("traceparent: {TRACEPARENT}\ntracestate: {tracestate}\n").as_str()
+            ),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
@@ -453,7 +538,7 @@ fn text_format_passes_promtool() {
             "flask_app_total_auths_total",
             &[("user", "john \"the\" \\ tester")]
         ),
-        5.0
+        6.0
     );
 }
 

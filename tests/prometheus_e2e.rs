@@ -181,6 +181,11 @@ impl Prometheus {
     /// it is ready; a start that fails (e.g. the free port was taken in the
     /// meantime) is retried on another port.
     fn start(targets: &[String]) -> Prometheus {
+        Prometheus::start_with(targets, &[])
+    }
+
+    /// `start`, with extra command-line flags.
+    fn start_with(targets: &[String], flags: &[&str]) -> Prometheus {
         let binary = prometheus_bin();
         let dir = TempDir::new("prometheus");
         let config = dir.0.join("prometheus.yml");
@@ -197,6 +202,7 @@ impl Prometheus {
                     dir.0.join(format!("data-{attempt}")).display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(flags)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().unwrap())
                 .stderr(log_file)
@@ -848,6 +854,77 @@ fn prometheus_scrapes_a_wasi_http_component() {
     assert_eq!(
         prom.scalar(r#"sum(flask_http_request_total{method="GET",status="200"})"#),
         f64::from(sent)
+    );
+}
+
+/// The trace ids of the exemplars Prometheus holds for `selector`.
+fn exemplar_traces(prom: &Prometheus, selector: &str) -> Result<BTreeSet<String>, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let data = prom.api(
+        "/api/v1/query_exemplars",
+        &[
+            ("query", selector),
+            ("start", &(now - 600).to_string()),
+            ("end", &(now + 60).to_string()),
+        ],
+    )?;
+    Ok((data.as_array().into_iter().flatten())
+        .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["labels"]["trace_id"].as_str().unwrap_or("").to_string())
+        .collect())
+}
+
+#[test]
+fn exemplars_link_latency_buckets_to_sampled_traces() {
+    let app = Promwasm::start(&[]);
+    let prom = Prometheus::start_with(&[target_of(&app)], &["--enable-feature=exemplar-storage"]);
+    prom.wait_value(r#"up{job="promwasm"}"#, 1.0);
+    let sampled = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = |trace: &str, flags: &str| format!("00-{trace}-00f067aa0ba902b7-{flags}");
+    let reply = request(
+        "GET",
+        &app.url("/square?num=3"),
+        &[("traceparent", &traceparent(sampled, "01"))],
+        b"",
+    );
+    assert_eq!(reply.status, 200);
+    // Unsampled, all-zero and malformed trace contexts leave no exemplar.
+    for header in [
+        traceparent("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "00"),
+        traceparent(&"0".repeat(32), "01"),
+        "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-01".to_string(),
+    ] {
+        let reply = request(
+            "GET",
+            &app.url("/even?num=2"),
+            &[("traceparent", &header)],
+            b"",
+        );
+        assert_eq!(reply.status, 200, "{header}");
+    }
+    prom.wait_value(
+        r#"sum(flask_http_request_duration_seconds_count{path=~"/square|/even"})"#,
+        4.0,
+    );
+    let got = prom.wait_for("the exemplar of /square", || {
+        let traces = exemplar_traces(
+            &prom,
+            r#"flask_http_request_duration_seconds_bucket{path="/square"}"#,
+        )?;
+        if traces.is_empty() {
+            Err("no exemplar yet".into())
+        } else {
+            Ok(traces)
+        }
+    });
+    assert_eq!(got, BTreeSet::from([sampled.to_string()]));
+    assert_eq!(
+        exemplar_traces(&prom, "flask_http_request_duration_seconds_bucket").unwrap(),
+        BTreeSet::from([sampled.to_string()]),
+        "/even's requests carried no usable trace"
     );
 }
 

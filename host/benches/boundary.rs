@@ -27,6 +27,7 @@ use ::promwasm::labels::RequestLabels;
 use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
 use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Loaded, Runtime, Update, types};
+use ::promwasm::trace::sampled_trace;
 use promwasm_seed::{Metric, Route};
 
 /// The route index of `/square` in the example's manifest.
@@ -264,6 +265,16 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let mut t_gauge = Vec::with_capacity(iters);
     let mut t_route = Vec::with_capacity(iters);
     let mut t_runtime = Vec::with_capacity(iters);
+    let mut t_no_trace = Vec::with_capacity(iters);
+    let mut t_exemplar = Vec::with_capacity(iters);
+    let plain = square_parts().headers;
+    let mut traced = plain.clone();
+    traced.insert(
+        "traceparent",
+        hyper::header::HeaderValue::from_static(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    );
     for i in 0..warmup + iters {
         let t0 = Instant::now();
         app.guest_metrics
@@ -275,7 +286,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
             )
             .expect("update");
         let t1 = Instant::now();
-        http.observe(black_box(&labels), Duration::from_micros(50));
+        http.observe(black_box(&labels), Duration::from_micros(50), None);
         let t2 = Instant::now();
         drop(black_box(square.in_progress.enter()));
         let t3 = Instant::now();
@@ -294,7 +305,14 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
             },
         );
         let t5 = Instant::now();
+        black_box(sampled_trace(black_box(&plain)));
+        let t6 = Instant::now();
+        let trace = sampled_trace(black_box(&traced));
+        http.observe(black_box(&labels), Duration::from_micros(50), trace);
+        let t7 = Instant::now();
         if i >= warmup {
+            t_no_trace.push(t6 - t5);
+            t_exemplar.push(t7 - t6);
             t_runtime.push(t5 - t4);
             t_auth.push(t1 - t0);
             t_http.push(t2 - t1);
@@ -323,6 +341,16 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         None,
     );
     report("router: dispatch GET /square", &mut t_route, None);
+    report(
+        "trace: traceparent lookup, request without one",
+        &mut t_no_trace,
+        None,
+    );
+    report(
+        "trace: parse traceparent + observe with exemplar",
+        &mut t_exemplar,
+        None,
+    );
 }
 
 /// 3b. `/metrics` with 10 000 `flask_app_total_auths` series present.

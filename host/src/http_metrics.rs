@@ -2,17 +2,18 @@
 //! prometheus-flask-exporter's defaults, and the in-progress gauges a
 //! component may ask the host to keep around its calls.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 use crate::labels::{MethodStatusLabels, PathLabels, RequestLabels};
+use crate::trace::TraceLabels;
 
 /// promwasm's version, the `version` label of `<prefix>_exporter_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -22,14 +23,18 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
+/// A latency histogram whose buckets keep the last trace that landed in
+/// them (OpenMetrics exemplars).
+type DurationHistogram = HistogramWithExemplars<TraceLabels>;
+
+fn duration_histogram() -> DurationHistogram {
+    HistogramWithExemplars::new(DURATION_BUCKETS.into_iter())
 }
 
 /// The default HTTP families, recorded by the host for every tracked request.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
-    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    duration: Family<RequestLabels, DurationHistogram, fn() -> DurationHistogram>,
     requests: Family<MethodStatusLabels, Counter>,
     exceptions: Family<MethodStatusLabels, Counter>,
 }
@@ -76,11 +81,14 @@ impl HttpMetrics {
         metrics
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, labels: &RequestLabels, elapsed: Duration) {
+    /// Records one answered request; its sampled trace, if any, becomes
+    /// the exemplar of the bucket it lands in.
+    pub fn observe(&self, labels: &RequestLabels, elapsed: Duration, trace: Option<TraceLabels>) {
+        // The clock is read only for an exemplar.
+        let timestamp = trace.is_some().then(SystemTime::now);
         self.duration
             .get_or_create(labels)
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64(), trace, timestamp);
         self.requests
             .get_or_create(&MethodStatusLabels {
                 method: labels.method,

@@ -61,6 +61,7 @@ pub mod routes;
 pub mod runtime;
 pub mod runtime_metrics;
 pub mod server;
+pub mod trace;
 pub mod wasi_http;
 
 /// The example app, built from `guest/` by the build script.

@@ -30,6 +30,7 @@ use crate::registry::Families;
 use crate::response::{self, Body, BoxError, full, strip_body, text};
 use crate::routes::Dispatch;
 use crate::runtime_metrics::RuntimeMetrics;
+use crate::trace::{TraceLabels, sampled_trace};
 
 /// Answers the requests routed to it. The pipeline has already matched the
 /// route, applied the client limits and read the body.
@@ -172,6 +173,11 @@ impl<H: Handler> Pipeline<H> {
         let mounted = self.current.load_full();
         let method = method_label(request.method());
         let is_head = request.method() == Method::HEAD;
+        let trace = mounted
+            .app
+            .http
+            .as_ref()
+            .and_then(|_| sampled_trace(request.headers()));
         let host = |response: Response<Body>| Answer {
             response: response.map(Reply::Whole),
             stats: None,
@@ -207,6 +213,7 @@ impl<H: Handler> Pipeline<H> {
             runtime: self.families.runtime.clone(),
             method,
             start,
+            trace,
             in_progress: None,
         };
         let mut response = record.answer(answer);
@@ -275,6 +282,8 @@ struct Record<H> {
     route: Option<u32>,
     method: &'static str,
     start: Instant,
+    /// The request's sampled trace: the exemplar of its duration bucket.
+    trace: Option<TraceLabels>,
     /// Lowered when the record is: the gauges span a streamed body too.
     in_progress: Option<InProgressGuard>,
 }
@@ -326,6 +335,7 @@ impl<H: Handler> Record<H> {
     /// is done, and lowers the in-progress gauges.
     fn request(&mut self, status: StatusCode) {
         let status = status.as_u16();
+        let trace = self.trace.take();
         let route = self.route();
         let tracked = route.is_none_or(|r| r.route.track);
         if let (Some(http), true) = (&self.mounted.app.http, tracked) {
@@ -335,7 +345,7 @@ impl<H: Handler> Record<H> {
                 path,
                 status,
             };
-            http.observe(&labels, self.start.elapsed());
+            http.observe(&labels, self.start.elapsed(), trace);
         }
         tracing::debug!(
             method = self.method,
