@@ -65,6 +65,12 @@ def start_stand_in_exporter():
     even = pc.Histogram("flask_app_even_numbers", "Even numbers checked", buckets=EVEN_BUCKETS, registry=reg)
     pc.Gauge("flask_app_info", "Application info", ["version"], registry=reg).labels("0.1.0").set(1)
     rejected = pc.Counter("promwasm_http_rejected", "Requests rejected before routing", ["reason"], registry=reg)
+    seconds = [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 0.5, 1, 5, 10]
+    instantiate = pc.Histogram("promwasm_guest_instantiate_seconds", "Instantiation", ["path"], buckets=seconds, registry=reg)
+    call = pc.Histogram("promwasm_guest_call_seconds", "Time in the guest", ["path"], buckets=seconds, registry=reg)
+    memory = pc.Histogram("promwasm_guest_memory_bytes", "Guest memory", ["path"],
+                          buckets=[float(1 << s) for s in range(16, 31, 2)], registry=reg)
+    failures = pc.Counter("promwasm_guest_failures", "Guest failures", ["path", "reason"], registry=reg)
 
     rng = random.Random(42)
     routes = ["/", "/square", "/even", "<unmatched>"]
@@ -79,6 +85,12 @@ def start_stand_in_exporter():
                 status = rng.choice(["500", "504"])
                 exceptions.labels("GET", status).inc()
             dur.labels("GET", path, status).observe(rng.expovariate(1 / 0.02))
+            if path != "<unmatched>":
+                instantiate.labels(path).observe(rng.expovariate(1 / 1e-5))
+                call.labels(path).observe(rng.expovariate(1 / 3e-6))
+                memory.labels(path).observe(rng.choice([131072, 196608, 1114112]))
+                if status != "200":
+                    failures.labels(path, "trap" if status == "500" else "timeout").inc()
             total.labels("GET", status).inc()
             auths.labels(rng.choice(["john", "jane", "anonymous"])).inc()
             if path == "/even":

@@ -508,7 +508,11 @@ fn expected_even_buckets() -> Vec<(f64, f64)> {
 /// they select only exceptions, 5xx statuses or rejected requests, or are
 /// alert conditions that hold only when something is wrong. Each must
 /// evaluate, and must be empty; the others must return finite data.
-const EMPTY_ON_HEALTHY_TRAFFIC: [(&str, &str); 6] = [
+const EMPTY_ON_HEALTHY_TRAFFIC: [(&str, &str); 7] = [
+    (
+        "guest failures only",
+        r#"sum by (path, reason) (rate(promwasm_guest_failures_total{app="sbd-prometheus-flask-app"}[1m]))"#,
+    ),
     (
         "exceptions only",
         r#"sum by (method, status) (rate(flask_http_request_exceptions_total{app="sbd-prometheus-flask-app"}[1m]))"#,
