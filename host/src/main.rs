@@ -21,6 +21,12 @@ use promwasm::registry::Families;
 use promwasm::runtime::Runtime;
 use promwasm::server;
 
+/// The static (musl) build's allocator: musl's own is slow under many
+/// small allocations from several threads.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::load() {
         Ok(cli) => cli,

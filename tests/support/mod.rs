@@ -42,18 +42,27 @@ impl Promwasm {
 
     /// Like `start`, with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Promwasm {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_promwasm"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_promwasm"));
+        command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning promwasm");
+            .envs(env.iter().copied());
         let separate_metrics = args.contains(&"--metrics-listen")
             || env
                 .iter()
                 .any(|(k, _)| *k == "METRICS_PORT" || *k == "PROMWASM_METRICS_LISTEN");
+        Promwasm::start_command(command, separate_metrics)
+    }
+
+    /// Starts `command`, a promwasm however it is run (in a chroot, say),
+    /// and waits for its listening line, and its metrics line when
+    /// `separate_metrics`.
+    pub fn start_command(mut command: Command, separate_metrics: bool) -> Promwasm {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning promwasm");
         let stdout = child.stdout.take().unwrap();
         let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
