@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine with
-# rustup: the wasm targets, Debian's prometheus (promtool and the server) and
-# wrk, cargo-component, and a Python venv (.venv) with the packages of
+# rustup: the wasm targets and the static musl target, Debian's prometheus
+# (promtool and the server), wrk, buildah and musl-tools (the container image
+# test), cargo-component, and a Python venv (.venv) with the packages of
 # scripts/requirements-test.txt. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target add wasm32-wasip2 wasm32-wasip1
+rustup target add wasm32-wasip2 wasm32-wasip1 x86_64-unknown-linux-musl
 
 missing=()
-for tool in promtool prometheus wrk; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
+# command, Debian package
+for need in promtool:prometheus prometheus:prometheus wrk:wrk buildah:buildah musl-gcc:musl-tools; do
+  command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
 done
 if ((${#missing[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus wrk
+  # shellcheck disable=SC2046 # one word per package
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
 
 if ! command -v cargo-component >/dev/null; then

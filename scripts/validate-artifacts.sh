@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline validation of the Prometheus / Grafana / Kubernetes / Jupyter artifacts:
 #   prometheus/rules.yml, prometheus/rules_test.yml, deploy/*.yaml,
-#   dashboards/*.json, notebooks/*.ipynb.
+#   dashboards/*.json, notebooks/*.ipynb, image/Containerfile against deploy/.
 #
 # Run from the repository root:
 #   PYTHON=.venv/bin/python scripts/validate-artifacts.sh
@@ -88,6 +88,7 @@ step "kubernetes-validate --strict (k8s $K8S_VERSION) deploy/deployment.yaml dep
   py -m kubernetes_validate --strict --kubernetes-version "$K8S_VERSION" \
   deploy/deployment.yaml deploy/service.yaml
 step "deploy/podmonitor.yaml matches deploy/deployment.yaml" py scripts/artifacts_check_podmonitor.py deploy
+step "image/Containerfile matches deploy/deployment.yaml" py scripts/artifacts_check_image.py .
 if command -v kubectl >/dev/null 2>&1; then
   step "kubectl kustomize deploy" sh -c 'kubectl kustomize deploy >/dev/null'
 else
