@@ -439,13 +439,7 @@ fn exemplars_are_openmetrics_only_and_the_trace_context_reaches_guests() {
         );
         assert_eq!(reply.status, 200);
     }
-    let openmetrics = request(
-        "GET",
-        &app.metrics_url,
-        &[("accept", "application/openmetrics-text;version=1.0.0")],
-        b"",
-    )
-    .body;
+    let openmetrics = app.openmetrics();
     let exemplars: Vec<&str> = openmetrics.lines().filter(|l| l.contains(" # {")).collect();
     assert_eq!(exemplars.len(), 1, "{exemplars:?}");
     let (sample, exemplar) = exemplars[0].split_once(" # ").unwrap();

@@ -203,13 +203,7 @@ fn utf8_header_values_reach_the_guest() {
     assert_eq!(text.series(auths).len(), 4);
     assert_eq!(recorded(&text) - before, 4.0);
 
-    let openmetrics = request(
-        "GET",
-        &app.metrics_url,
-        &[("accept", "application/openmetrics-text;version=1.0.0")],
-        b"",
-    )
-    .body;
+    let openmetrics = app.openmetrics();
     for user in ["josé", "日本"] {
         let line = format!("{auths}{{user=\"{user}\"}} 1.0\n");
         assert!(openmetrics.contains(&line), "{line} in {openmetrics}");

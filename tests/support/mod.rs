@@ -122,6 +122,14 @@ impl Promwasm {
         Scrape::parse(&reply.body)
     }
 
+    /// The exposition text in OpenMetrics, as Prometheus asks for it.
+    pub fn openmetrics(&self) -> String {
+        let accept = [("accept", "application/openmetrics-text;version=1.0.0")];
+        let reply = request("GET", &self.metrics_url, &accept, b"");
+        assert_eq!(reply.status, 200, "scrape failed: {}", reply.body);
+        reply.body
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
