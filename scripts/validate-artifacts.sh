@@ -84,11 +84,12 @@ step "promtool test rules prometheus/rules_test.yml" pt test rules prometheus/ru
 
 # --- Kubernetes manifests ---------------------------------------------------
 # Bundled schemas only (no cluster, no network); strict rejects unknown fields.
-step "kubernetes-validate --strict (k8s $K8S_VERSION) deploy/deployment.yaml deploy/service.yaml" \
+step "kubernetes-validate --strict (k8s $K8S_VERSION) deploy/{deployment,service,hpa,prometheus-adapter-config}.yaml" \
   py -m kubernetes_validate --strict --kubernetes-version "$K8S_VERSION" \
-  deploy/deployment.yaml deploy/service.yaml
+  deploy/deployment.yaml deploy/service.yaml deploy/hpa.yaml deploy/prometheus-adapter-config.yaml
 step "deploy/podmonitor.yaml matches deploy/deployment.yaml" py scripts/artifacts_check_podmonitor.py deploy
 step "image/Containerfile matches deploy/deployment.yaml" py scripts/artifacts_check_image.py .
+step "deploy/hpa.yaml fits the adapter rule and the Deployment" py scripts/artifacts_check_hpa.py deploy "$PROMTOOL"
 if command -v kubectl >/dev/null 2>&1; then
   step "kubectl kustomize deploy" sh -c 'kubectl kustomize deploy >/dev/null'
 else
