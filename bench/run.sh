@@ -108,18 +108,7 @@ start() {
     local name=$1
     shift
     "${PIN_SERVER[@]}" "$@" --listen 127.0.0.1:0 >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    local pid=$!
-    PIDS+=("$pid")
-    local url="" i
-    for i in $(seq 1 300); do
-        url=$(sed -n 's/^listening on \(http:[^ ]*\)$/\1/p' "$WORK/$name.out")
-        [ -n "$url" ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; echo "bench/run.sh: $name exited" >&2; exit 1; }
-        sleep 0.1
-    done
-    [ -n "$url" ] || { echo "bench/run.sh: $name printed no listening line" >&2; exit 1; }
-    printf -v "URL_$name" '%s' "$url"
-    printf -v "PID_$name" '%s' "$pid"
+    await_url "$name" $! "$WORK/$name.out" 's/^listening on \(http:[^ ]*\)$/\1/p'
 }
 
 # start_wasmtime NAME : `wasmtime serve` of the wasi:http component on
@@ -128,16 +117,21 @@ start() {
 start_wasmtime() {
     local name=$1
     "${PIN_SERVER[@]}" "$WASMTIME" serve -Scli --addr 127.0.0.1:0 "$HELLO" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    local pid=$!
+    await_url "$name" $! "$WORK/$name.err" 's|^Serving HTTP on \(http://[^/]*\)/$|\1|p'
+}
+
+# await_url NAME PID FILE SED-SCRIPT : waits (up to 60 s) until SED-SCRIPT
+# prints the server's base URL from FILE; sets URL_<NAME> and PID_<NAME>.
+await_url() {
+    local name=$1 pid=$2 file=$3 script=$4 url="" i
     PIDS+=("$pid")
-    local url="" i
     for i in $(seq 1 600); do
-        url=$(sed -n 's|^Serving HTTP on \(http://[^/]*\)/$|\1|p' "$WORK/$name.err")
+        url=$(sed -n "$script" "$file")
         [ -n "$url" ] && break
         kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; echo "bench/run.sh: $name exited" >&2; exit 1; }
         sleep 0.1
     done
-    [ -n "$url" ] || { echo "bench/run.sh: $name printed no serving line" >&2; exit 1; }
+    [ -n "$url" ] || { echo "bench/run.sh: $name printed no line with its URL" >&2; exit 1; }
     printf -v "URL_$name" '%s' "$url"
     printf -v "PID_$name" '%s' "$pid"
 }
