@@ -18,11 +18,16 @@ use support::{Promwasm, repo_root};
 const TAG: &str = "promwasm:0.1.0";
 const HELLO: &str = "Hello! This is an example app for demonstrating prometheus metrics collection";
 
-/// Runs buildah (vfs storage, as the build script does) and gives stdout.
+/// `buildah ARGS` on the vfs storage the build script uses.
+fn buildah_command(args: &[&str]) -> Command {
+    let mut command = Command::new("buildah");
+    command.env("STORAGE_DRIVER", "vfs").args(args);
+    command
+}
+
+/// Runs buildah and gives its stdout.
 fn buildah(args: &[&str]) -> String {
-    let out = Command::new("buildah")
-        .env("STORAGE_DRIVER", "vfs")
-        .args(args)
+    let out = buildah_command(args)
         .output()
         .unwrap_or_else(|e| panic!("running buildah {args:?}: {e} (apt-get install -y buildah)"));
     assert!(
@@ -49,14 +54,8 @@ impl Unpacked {
 
 impl Drop for Unpacked {
     fn drop(&mut self) {
-        let _ = Command::new("buildah")
-            .env("STORAGE_DRIVER", "vfs")
-            .args(["umount", &self.container])
-            .status();
-        let _ = Command::new("buildah")
-            .env("STORAGE_DRIVER", "vfs")
-            .args(["rm", &self.container])
-            .status();
+        let _ = buildah_command(&["umount", &self.container]).status();
+        let _ = buildah_command(&["rm", &self.container]).status();
     }
 }
 

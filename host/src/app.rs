@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits};
+use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits, SharedFamily};
 use crate::http_metrics::{HttpMetrics, InProgress};
 use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
 use crate::routes::{PathTemplate, Route, RouteDecl, Router};
@@ -103,11 +103,7 @@ impl App {
         Ok(App {
             router,
             http: declared.http,
-            guest_metrics: Arc::new(GuestMetrics::new(
-                declared.guest,
-                options.series,
-                families.misuse.clone(),
-            )),
+            guest_metrics: guest_metrics(declared.guest, families, options),
         })
     }
 
@@ -141,11 +137,7 @@ impl App {
                 route,
             }),
             http: declared.http,
-            guest_metrics: Arc::new(GuestMetrics::new(
-                Vec::new(),
-                options.series,
-                families.misuse.clone(),
-            )),
+            guest_metrics: guest_metrics(declared.guest, families, options),
         })
     }
 
@@ -153,6 +145,20 @@ impl App {
     pub fn route(&self, index: u32) -> &RouteState {
         &self.router.routes()[index as usize]
     }
+}
+
+/// The sink of a component's metric updates, over the guest families it
+/// declared (none for a wasi:http component).
+fn guest_metrics(
+    declared: Vec<(String, SharedFamily)>,
+    families: &Families,
+    options: MetricOptions,
+) -> Arc<GuestMetrics> {
+    Arc::new(GuestMetrics::new(
+        declared,
+        options.series,
+        families.misuse.clone(),
+    ))
 }
 
 /// The family names a manifest has claimed so far, starting with the

@@ -16,6 +16,20 @@ pub struct CallStats {
     pub memory_high_water: usize,
 }
 
+impl CallStats {
+    /// Whether the guest ran: an instance was created, or a warm one used.
+    /// None did when no slot was free or instantiation failed.
+    pub fn ran(&self) -> bool {
+        self.instantiate.is_some() || self.reused
+    }
+
+    /// The stats of a call on which the guest ran, for the families that
+    /// record the guest's cost; none otherwise.
+    pub fn if_ran(self) -> Option<CallStats> {
+        self.ran().then_some(self)
+    }
+}
+
 /// Where the time of one fresh-instance call goes: what the `boundary`
 /// benchmark reports, timed inside the call path every request takes.
 #[derive(Clone, Copy, Debug, Default)]

@@ -94,7 +94,7 @@ pub struct Ended {
 impl Ended {
     /// What a producer that stopped without saying how (its task
     /// panicked) is taken to have done.
-    fn lost() -> Ended {
+    pub fn lost() -> Ended {
         Ended {
             stats: None,
             failure: Some(Failure {

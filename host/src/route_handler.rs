@@ -16,7 +16,6 @@ use crate::runtime::{Guest, types};
 pub async fn handle(guest: &Guest, route: &RouteState, parts: Parts, body: Bytes) -> Handled {
     let request = guest_request(&parts, route.route.index, body);
     let (result, stats) = guest.handle(request).await;
-    let ran = stats.instantiate.is_some() || stats.reused;
     let outcome = match result {
         Ok(response) => guest_response(response)
             .map(|response| response.map(Reply::Whole))
@@ -30,7 +29,7 @@ pub async fn handle(guest: &Guest, route: &RouteState, parts: Parts, body: Bytes
     };
     Handled {
         outcome,
-        stats: ran.then_some(stats),
+        stats: stats.if_ran(),
     }
 }
 

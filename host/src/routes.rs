@@ -33,6 +33,18 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route whose handler answers every method itself, `OPTIONS`
+    /// included: no `Allow` header is ever sent for it.
+    fn any_method(template: Arc<str>, track: bool, index: u32) -> Route {
+        Route {
+            template,
+            track,
+            index,
+            methods: None,
+            allow: HeaderValue::from_static(""),
+        }
+    }
+
     /// `HEAD` is allowed wherever `GET` is, as in Flask.
     fn allows(&self, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|methods| {
@@ -172,13 +184,7 @@ impl Router {
     /// fixed unmatched `path` label, after the declared routes.
     pub fn answer_unmatched(mut self) -> Router {
         let index = self.routes.len();
-        self.routes.push(Route {
-            template: unmatched_path(),
-            track: true,
-            index: index as u32,
-            methods: None,
-            allow: HeaderValue::from_static(""),
-        });
+        (self.routes).push(Route::any_method(unmatched_path(), true, index as u32));
         self.fallback = Some(index);
         self
     }
@@ -240,13 +246,7 @@ impl<T: AsRef<Route>> Router<T> {
 
 fn check_route(decl: &RouteDecl<'_>) -> Result<Route> {
     let Some(names) = decl.methods else {
-        return Ok(Route {
-            template: decl.path.into(),
-            track: decl.track,
-            index: 0,
-            methods: None,
-            allow: HeaderValue::from_static(""),
-        });
+        return Ok(Route::any_method(decl.path.into(), decl.track, 0));
     };
     ensure!(!names.is_empty(), "declares no method");
     let mut methods = Vec::new();

@@ -39,14 +39,13 @@ pub async fn handle(guest: &Arc<WasiHttpGuest>, parts: Parts, body: Bytes) -> Ha
     let (ended_tx, ended_rx) = oneshot::channel();
     let request = Request::from_parts(parts, Full::new(body));
     let head = guest.handle_http(request, move |result, stats| {
-        let ran = stats.instantiate.is_some() || stats.reused;
         let failure = match result {
             // A client that went away is not the guest's failure.
             Ok(()) | Err(CallError::ClientGone) => None,
             Err(e) => Some(call_failure(e)),
         };
         let _ = ended_tx.send(Ended {
-            stats: ran.then_some(stats),
+            stats: stats.if_ran(),
             failure,
         });
     });
@@ -62,16 +61,11 @@ pub async fn handle(guest: &Arc<WasiHttpGuest>, parts: Parts, body: Bytes) -> Ha
         };
     }
     // No head: the call ended first, and says why.
-    let (failure, stats) = match ended_rx.await {
-        Ok(Ended {
-            failure: Some(failure),
-            stats,
-        }) => (failure, stats),
-        Ok(Ended { stats, .. }) => (call_failure(CallError::NoResponse), stats),
-        Err(_) => (call_failure(CallError::NoResponse), None),
-    };
+    let ended = ended_rx.await.unwrap_or_else(|_| Ended::lost());
     Handled {
-        outcome: Err(failure),
-        stats,
+        outcome: Err(ended
+            .failure
+            .unwrap_or_else(|| call_failure(CallError::NoResponse))),
+        stats: ended.stats,
     }
 }

@@ -198,7 +198,6 @@ impl<P: Instantiate> Compiled<P> {
         f: impl AsyncFnOnce(&P::Instance, &mut Store<HostState>) -> Result<T, CallError>,
     ) -> (Result<T, CallError>, Option<P::Instance>) {
         let start = Instant::now();
-        let warm = instance.is_some();
         let mut kept = None;
         let run = async {
             let instance = match instance {
@@ -217,7 +216,7 @@ impl<P: Instantiate> Compiled<P> {
         let result = (tokio::time::timeout(self.limits.request_timeout, run).await)
             .unwrap_or(Err(CallError::Timeout(self.limits.request_timeout)));
         // No time in the export when a fresh instance never came to be.
-        if warm || stats.instantiate.is_some() {
+        if stats.ran() {
             stats.call = start
                 .elapsed()
                 .saturating_sub(stats.instantiate.unwrap_or_default());
