@@ -7,14 +7,22 @@ Dashboards (dashboards/*.json):
   * every panel (rows' nested panels included) has a unique integer id, a
     title, a modern type, and its datasource (and its targets') is the
     `${datasource}` variable;
-  * every query target has an expr and a refId unique within the panel.
+  * every query target has an expr and a refId unique within the panel;
+  * a query variable `component` (label_values(..., component) over
+    ${datasource}, includeAll and multi, allValue `.*`, saved current All),
+    and every selector of a family that carries the `component` label on a
+    host serving several components ([[component]] tables; COMPONENT_FAMILY_RE)
+    has the matcher component=~"$component". A host serving one component
+    has no `component` label, which `=~".*"` (All) matches as well.
 Rules (prometheus/rules.yml): record names follow level:metric:operations;
-alerts carry a severity label and summary/description annotations.
+alerts carry a severity label and summary/description annotations; an
+aggregation `by (...)` over a component family keeps `component`.
 
 Every expr is then written, one per line, to OUT (or stdout), after
 substituting Grafana variables: $__rate_interval -> 1m, $__interval -> 15s,
 $__range -> 5m, and dashboard variables (e.g. $app) -> their saved current
-value. Each substituted expression is parsed by `promtool check rules` (as
+value (All -> the variable's allValue, e.g. `.*` for $component; several
+selected values -> `(a|b)`, as Grafana formats a multi-value regex). Each substituted expression is parsed by `promtool check rules` (as
 a recording rule in a temporary rules file), since promtool 2.42 has no
 `promql` parse command.
 
@@ -54,6 +62,24 @@ VAR_RE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\[\[(\w+)\]\]|\$(\w+)")
 RECORD_RE = re.compile(r"^[a-zA-Z_]+:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$")
 SEVERITIES = {"critical", "warning", "info"}
 
+# Families the host labels with `component` (first) when it serves several
+# components: the default HTTP families, `<prefix>_exporter_info`, the
+# guest-declared ones (the example's flask_app_* and flask_request_in_progress),
+# the per-call Wasm families and promwasm_component_*. Not per component:
+# promwasm_http_rejected_total (refused before routing), process_*, up.
+COMPONENT_FAMILY_RE = re.compile(
+    r"^(?:flask_http_request_(?:duration_seconds(?:_bucket|_sum|_count)?|total|exceptions_total)"
+    r"|flask_exporter_info|flask_request_in_progress|flask_app_\w+"
+    r"|promwasm_guest_\w+|promwasm_component_\w+)$"
+)
+COMPONENT_VAR = "component"
+COMPONENT_MATCHER_VALUES = {"$component", "${component}"}
+# PromQL tokens the selector scan needs: string literals (skipped whole, so a
+# family name inside a string is no selector), identifiers, braces.
+TOKEN_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|[A-Za-z_:][A-Za-z0-9_:]*|\S""")
+MATCHER_RE = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*,?""")
+BY_RE = re.compile(r"\bby\s*\(([^)]*)\)")
+
 
 class Collector:
     def __init__(self):
@@ -86,6 +112,12 @@ def substitute(expr, variables):
     return VAR_RE.sub(repl, expr), unknown
 
 
+def grafana_regex_escape(value):
+    """Grafana's prometheusSpecialRegexEscape."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
+
+
 def dashboard_variables(templating):
     """Saved current values of the dashboard's own (non-datasource) variables."""
     out = {}
@@ -93,7 +125,15 @@ def dashboard_variables(templating):
         if v.get("type") == "datasource":
             continue
         value = (v.get("current") or {}).get("value")
-        if isinstance(value, list):
+        if value == "$__all" or (isinstance(value, list) and "$__all" in value):
+            value = "$__all"
+        elif value is not None and (v.get("multi") or v.get("includeAll")):
+            # What Grafana's Prometheus datasource substitutes for a multi-value
+            # or All variable: each value regex-escaped (inside a PromQL string,
+            # so the backslashes doubled), several as (a|b).
+            values = [grafana_regex_escape(str(x)) for x in (value if isinstance(value, list) else [value])]
+            value = values[0] if len(values) == 1 else "(" + "|".join(values) + ")"
+        elif isinstance(value, list):
             value = value[0] if value else ""
         if value == "$__all":
             value = v.get("allValue") or ".*"
@@ -101,6 +141,73 @@ def dashboard_variables(templating):
             value = v.get("query") if v.get("type") in ("constant", "textbox") else ""
         out[v["name"]] = str(value)
     return out
+
+
+def selectors(expr):
+    """The vector selectors of expr: (metric name, {label: (op, value)}, or None
+    without braces). Names followed by `(` (functions) are left out."""
+    tokens = list(TOKEN_RE.finditer(expr))
+    out = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i].group(0)
+        nxt = tokens[i + 1].group(0) if i + 1 < len(tokens) else ""
+        if re.match(r"[A-Za-z_:]", tok) and nxt != "(":
+            if nxt == "{":
+                # Up to the closing brace; a string holding a brace is one token.
+                j = i + 2
+                while j < len(tokens) and tokens[j].group(0) != "}":
+                    j += 1
+                body = expr[tokens[i + 1].end():tokens[j].start() if j < len(tokens) else len(expr)]
+                matchers = {}
+                for m in MATCHER_RE.finditer(body):
+                    matchers.setdefault(m.group(1), (m.group(2), m.group(3)[1:-1]))
+                out.append((tok, matchers))
+                i = j
+            else:
+                out.append((tok, None))
+        i += 1
+    return out
+
+
+def missing_component_matcher(expr):
+    """The component families expr selects without component=~"$component"."""
+    bad = []
+    for name, matchers in selectors(expr):
+        if not COMPONENT_FAMILY_RE.match(name):
+            continue
+        op, value = (matchers or {}).get(COMPONENT_VAR, (None, None))
+        if op != "=~" or value not in COMPONENT_MATCHER_VALUES:
+            bad.append(name)
+    return bad
+
+
+def check_component_variable(path, templating, col):
+    """The `component` variable: All (.*) by default, several values selectable."""
+    found = [v for v in templating if v.get("name") == COMPONENT_VAR]
+    if not found:
+        col.error(f"{path}: no templating variable named {COMPONENT_VAR!r}")
+        return
+    v = found[0]
+    where = f"{path}: variable {COMPONENT_VAR!r}"
+    if v.get("type") != "query":
+        col.error(f"{where}: type {v.get('type')!r} is not 'query'")
+    query = v.get("query")
+    query = query.get("query") if isinstance(query, dict) else query
+    for key, text in (("query", query), ("definition", v.get("definition"))):
+        if not isinstance(text, str) or not re.fullmatch(r"\s*label_values\((.+),\s*component\s*\)\s*", text):
+            col.error(f"{where}: {key} {text!r} is not label_values(<family>, component)")
+            continue
+        metric = re.fullmatch(r"\s*label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*).*", text)
+        if not metric or not COMPONENT_FAMILY_RE.match(metric.group(1)):
+            col.error(f"{where}: {key} {text!r} does not read a family carrying `component`")
+    if v.get("includeAll") is not True or v.get("multi") is not True:
+        col.error(f"{where}: includeAll and multi must be true")
+    if v.get("allValue") != ".*":
+        col.error(f"{where}: allValue {v.get('allValue')!r} is not '.*' (a series without the label must match All)")
+    value = (v.get("current") or {}).get("value")
+    if value not in ("$__all", ["$__all"]):
+        col.error(f"{where}: saved current value {value!r} is not All ($__all)")
 
 
 def iter_panels(panels):
@@ -115,7 +222,7 @@ def ds_uid(ds):
     return ds  # old style: datasource name string
 
 
-def check_dashboard(path, col):
+def check_dashboard(path, col, overrides=None):
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -139,7 +246,9 @@ def check_dashboard(path, col):
         v = ds_vars[0]
         if v.get("type") != "datasource" or v.get("query") != "prometheus":
             col.error(f"{path}: variable 'datasource' must have type 'datasource' and query 'prometheus'")
+    check_component_variable(path, templating, col)
     variables = dashboard_variables(templating)
+    variables.update(overrides or {})
     for v in templating:
         if v.get("type") == "query" and ds_uid(v.get("datasource")) not in DS_REFS:
             col.error(f"{path}: variable {v.get('name')!r} does not use the ${{datasource}} variable")
@@ -186,6 +295,12 @@ def check_dashboard(path, col):
             if DS_IN_EXPR_RE.search(expr):
                 col.error(f"{where}: target {ref!r} expr references the datasource variable")
                 continue
+            bad = missing_component_matcher(one_line(expr))
+            if bad:
+                col.error(
+                    f"{where}: target {ref!r} selects {', '.join(sorted(set(bad)))} without "
+                    f'component=~"$component": {one_line(expr)}'
+                )
             sub, unknown = substitute(one_line(expr), variables)
             if unknown:
                 col.error(f"{where}: target {ref!r} uses unknown variable(s) {', '.join(sorted(set(unknown)))}")
@@ -216,6 +331,11 @@ def check_rules(path, col):
                 continue
             if "record" in r and not RECORD_RE.match(r["record"]):
                 col.error(f"{where}: record name is not level:metric:operations")
+            if any(COMPONENT_FAMILY_RE.match(n) for n, _ in selectors(one_line(expr))):
+                for m in BY_RE.finditer(expr):
+                    kept = {x.strip() for x in m.group(1).split(",")}
+                    if COMPONENT_VAR not in kept:
+                        col.error(f"{where}: `{m.group(0)}` over a component family drops `component`")
             if "alert" in r:
                 sev = (r.get("labels") or {}).get("severity")
                 if sev not in SEVERITIES:
@@ -249,14 +369,16 @@ def promtool_check(promtool, exprs):
     return res.returncode == 0, (res.stdout + res.stderr).strip()
 
 
-def collect(dashboards_dir="dashboards", rules_files=("prometheus/rules.yml",)):
-    """Check everything; return the Collector (errors + (source, expr) list)."""
+def collect(dashboards_dir="dashboards", rules_files=("prometheus/rules.yml",), overrides=None):
+    """Check everything; return the Collector (errors + (source, expr) list).
+    overrides: dashboard variable values to substitute instead of the saved
+    ones (e.g. {"component": "shop"}), as a Grafana user selecting them."""
     col = Collector()
     files = sorted(glob.glob(os.path.join(dashboards_dir, "*.json")))
     if not files:
         col.error(f"{dashboards_dir}: no dashboard JSON files")
     col.n_dashboards = len(files)
-    col.n_panels = sum(check_dashboard(p, col) for p in files)
+    col.n_panels = sum(check_dashboard(p, col, overrides) for p in files)
     for r in rules_files:
         check_rules(r, col)
     return col

@@ -23,7 +23,7 @@ use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
 use ::promwasm::exposition::Format;
 use ::promwasm::guest_metrics::SeriesLimits;
-use ::promwasm::labels::RequestLabels;
+use ::promwasm::labels::{ComponentLabel, RequestLabels};
 use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
 use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Loaded, Runtime, Update, types};
@@ -67,7 +67,7 @@ fn main() {
 fn load(limits: Limits) -> Compiled {
     let loaded = Runtime::new(limits, None)
         .expect("runtime")
-        .load(EXAMPLE_COMPONENT, Path::new("<example>"))
+        .load(EXAMPLE_COMPONENT, Path::new("<example>"), limits)
         .expect("load");
     match loaded {
         Loaded::RouteHandler(compiled) => compiled,
@@ -110,6 +110,7 @@ fn example_app(families: &Families, manifest: &types::Manifest, series_cap: usiz
                 ..SeriesLimits::default()
             },
         },
+        &ComponentLabel::none(),
     )
     .expect("the example's manifest is valid")
 }
@@ -256,6 +257,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
     let http = app.http.as_ref().expect("default metrics on");
     let square = &app.router.routes()[ROUTE_SQUARE as usize];
     let labels = RequestLabels {
+        component: ComponentLabel::none(),
         method: "GET",
         path: square.route.template.clone(),
         status: 200,

@@ -32,6 +32,7 @@ use hyper::http::request::Parts;
 use tokio::sync::watch;
 
 use promwasm::app::{App, MetricOptions, RouteState};
+use promwasm::labels::ComponentLabel;
 use promwasm::call_stats::CallStats;
 use promwasm::client_limits::ClientLimits;
 use promwasm::guest_metrics::{GuestMetrics, SeriesLimits};
@@ -175,7 +176,7 @@ async fn run(cli: Cli) -> Result<()> {
         },
     };
     let families = Families::new();
-    let app = App::new(&manifest(), &families, options)?;
+    let app = App::new(&manifest(), &families, options, &ComponentLabel::none())?;
     let handler = Native {
         metrics: Recorder(app.guest_metrics.clone()),
     };

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits, SharedFamily};
 use crate::http_metrics::{HttpMetrics, InProgress};
+use crate::labels::ComponentLabel;
 use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
 use crate::routes::{PathTemplate, Route, RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind};
@@ -39,6 +40,8 @@ impl AsRef<Route> for RouteState {
 /// What the host keeps of a loaded component's declarations.
 #[derive(Debug)]
 pub struct App {
+    /// The `component` label of everything recorded for this app.
+    pub component: ComponentLabel,
     pub router: Router<RouteState>,
     /// The default HTTP families; none when they are turned off.
     pub http: Option<HttpMetrics>,
@@ -57,7 +60,12 @@ impl App {
     /// Checks the manifest and registers its families, or finds them
     /// registered by an earlier load. Any problem is refused with an error
     /// naming the route or metric, and then nothing is registered.
-    pub fn new(manifest: &Manifest, families: &Families, options: MetricOptions) -> Result<App> {
+    pub fn new(
+        manifest: &Manifest,
+        families: &Families,
+        options: MetricOptions,
+        component: &ComponentLabel,
+    ) -> Result<App> {
         let router = Router::new(manifest.routes.iter().map(|r| RouteDecl {
             methods: Some(&r.methods),
             path: &r.path,
@@ -78,6 +86,7 @@ impl App {
 
         // Everything is checked: only now does the registry change.
         let declared = families.declare(Declarations {
+            component: component.clone(),
             guest,
             in_progress: (manifest.host_metrics.iter())
                 .map(|h| (h.name.clone(), h.help.clone()))
@@ -91,19 +100,20 @@ impl App {
                 .zip(&declared.in_progress)
                 .filter_map(|(h, family)| match h.measure {
                     HostMeasure::InProgress => {
-                        family.gauge_for(h.route.as_deref(), &route.template)
+                        family.gauge_for(component, h.route.as_deref(), &route.template)
                     }
                 });
             RouteState {
                 in_progress: gauges.collect(),
-                runtime: families.runtime.for_route(&route.template),
+                runtime: families.runtime.for_route(component, &route.template),
                 route,
             }
         });
         Ok(App {
             router,
             http: declared.http,
-            guest_metrics: guest_metrics(declared.guest, families, options),
+            guest_metrics: guest_metrics(declared.guest, families, options, component),
+            component: component.clone(),
         })
     }
 
@@ -116,6 +126,7 @@ impl App {
         prefix: Option<&str>,
         families: &Families,
         options: MetricOptions,
+        component: &ComponentLabel,
     ) -> Result<App> {
         let router = Router::new(templates.iter().map(PathTemplate::decl))
             .context("a [[route]] label template")?
@@ -124,6 +135,7 @@ impl App {
             check_name(prefix).with_context(|| format!("default prefix {prefix:?}"))?;
         }
         let declared = families.declare(Declarations {
+            component: component.clone(),
             guest: Vec::new(),
             in_progress: Vec::new(),
             http: options.default_metrics.then(|| HttpDecl {
@@ -133,11 +145,12 @@ impl App {
         Ok(App {
             router: router.map(|route| RouteState {
                 in_progress: InProgress::default(),
-                runtime: families.runtime.for_route(&route.template),
+                runtime: families.runtime.for_route(component, &route.template),
                 route,
             }),
             http: declared.http,
-            guest_metrics: guest_metrics(declared.guest, families, options),
+            guest_metrics: guest_metrics(declared.guest, families, options, component),
+            component: component.clone(),
         })
     }
 
@@ -153,11 +166,13 @@ fn guest_metrics(
     declared: Vec<(String, SharedFamily)>,
     families: &Families,
     options: MetricOptions,
+    component: &ComponentLabel,
 ) -> Arc<GuestMetrics> {
     Arc::new(GuestMetrics::new(
         declared,
         options.series,
         families.misuse.clone(),
+        component.clone(),
     ))
 }
 
@@ -327,7 +342,7 @@ mod tests {
             default_metrics: true,
             series: SeriesLimits::default(),
         };
-        let err = App::new(manifest, &families, options).expect_err("refused");
+        let err = App::new(manifest, &families, options, &ComponentLabel::none()).expect_err("refused");
         // All or nothing: the valid declarations were not registered either.
         assert!(!families.encode(Format::Text).contains("good"));
         format!("{err:#}")
@@ -455,7 +470,7 @@ mod tests {
             default_metrics: true,
             series: SeriesLimits::default(),
         };
-        let app = App::new(&m, &families, options).unwrap();
+        let app = App::new(&m, &families, options, &ComponentLabel::none()).unwrap();
         let routes: Vec<_> = (app.router.routes().iter())
             .map(|r| (&*r.route.template, r.route.index, r.route.track))
             .collect();

@@ -1,7 +1,7 @@
 //! A component as a pipeline [`Handler`], whichever world it implements,
 //! and loading (and reloading) the component file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
@@ -9,11 +9,20 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::http::request::Parts;
 
+use sha2::{Digest, Sha256};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::EXAMPLE_COMPONENT;
 use crate::app::{App, MetricOptions, RouteState};
+use crate::cache::hex;
+use crate::labels::ComponentLabel;
+use crate::mounts::Mount;
 use crate::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Refusal};
 use crate::registry::Families;
 use crate::routes::PathTemplate;
-use crate::runtime::{CallError, Compiled, Guest, Loaded, Runtime, WasiHttpGuest};
+use crate::runtime::{
+    CallError, Compiled, Guest, HostState, Limits, Loaded, Runtime, WasiHttpGuest,
+};
 use crate::{route_handler, wasi_http};
 
 /// A loaded component answering requests, by its world.
@@ -40,6 +49,16 @@ impl Handler for Component {
     }
 }
 
+impl Component {
+    /// Lower-case hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        match self {
+            Component::RouteHandler(guest) => guest.sha256(),
+            Component::WasiHttp(guest) => guest.sha256(),
+        }
+    }
+}
+
 /// How a failed call is answered: 504 past the time limit, 503 when no
 /// instance was free (the host's capacity, not the component's fault), 500
 /// otherwise.
@@ -58,15 +77,32 @@ pub fn call_failure(e: CallError) -> Failure {
     }
 }
 
-/// Where the served component comes from, and how it is loaded: what a
-/// reload needs.
+/// Where the served components come from, and how they are loaded: what
+/// a reload needs.
 pub struct Source {
     pub runtime: Runtime,
+    pub options: MetricOptions,
+    /// Whether `/metrics` on the main listener is the host's, so that no
+    /// mount or route may be exactly `/metrics`.
+    pub serves_metrics: bool,
+    /// In the configuration's order: the first records the requests
+    /// outside every mount.
+    pub components: Vec<Spec>,
+}
+
+/// One component to serve.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Its `component` label; none for the single component of the
+    /// command line.
+    pub name: ComponentLabel,
     /// The component file; none for the built-in example.
     pub file: Option<PathBuf>,
-    pub options: MetricOptions,
+    pub mount: Mount,
     /// What a wasi:http component, which declares nothing, is labelled by.
     pub wasi_http: WasiHttpLabels,
+    /// Its own limits, within the host's.
+    pub limits: Limits,
 }
 
 /// The configuration's stand-in for a manifest, for wasi:http components.
@@ -79,69 +115,152 @@ pub struct WasiHttpLabels {
     pub routes: Vec<PathTemplate>,
 }
 
+impl Spec {
+    /// The single component of the command line, at every path.
+    pub fn single(file: Option<PathBuf>, wasi_http: WasiHttpLabels, limits: Limits) -> Spec {
+        Spec {
+            name: ComponentLabel::none(),
+            file,
+            mount: Mount::everything(),
+            wasi_http,
+            limits,
+        }
+    }
+
+    /// What the component is called in logs and errors: its file.
+    fn origin(&self) -> PathBuf {
+        match &self.file {
+            Some(path) => path.clone(),
+            None => PathBuf::from("<built-in example component>"),
+        }
+    }
+
+    /// The component's bytes, read now.
+    async fn bytes(&self) -> Result<Vec<u8>> {
+        match &self.file {
+            Some(path) => (tokio::fs::read(path).await)
+                .with_context(|| format!("cannot read component {}", path.display())),
+            None => Ok(EXAMPLE_COMPONENT.to_vec()),
+        }
+    }
+
+    /// Refuses a route (or label template) that lies outside the mount, or
+    /// that `/metrics` on the main listener would shadow.
+    fn check_route(&self, template: &str, serves_metrics: bool) -> Result<()> {
+        ensure!(
+            self.mount.covers(template),
+            "route {template:?} lies outside the mount {}",
+            self.mount
+        );
+        ensure!(
+            !(serves_metrics && template == METRICS_PATH),
+            "route {template:?} would be shadowed by the host's /metrics on the main listener \
+             (serve the metrics on --metrics-listen to free it)"
+        );
+        Ok(())
+    }
+}
+
+/// The path of the host's metrics.
+const METRICS_PATH: &str = "/metrics";
+
 impl Source {
+    /// Loads every component, each refusal naming the component.
+    pub async fn load_all(&self, families: &Families) -> Result<Vec<(Mount, Mounted<Component>)>> {
+        let mut mounted = Vec::with_capacity(self.components.len());
+        for spec in &self.components {
+            ensure!(
+                !(self.serves_metrics && spec.mount.as_str() == METRICS_PATH),
+                "{}: the mount /metrics would be shadowed by the host's /metrics on the main listener",
+                spec.name
+            );
+            let bytes = spec.bytes().await?;
+            let component = (self.load(spec, families, &bytes).await)
+                .with_context(|| format!("loading {}", spec.name))?;
+            mounted.push((spec.mount.clone(), component));
+        }
+        Ok(mounted)
+    }
+
     /// Compiles `bytes`, reads the component's declarations (a
     /// route-handler's manifest, or the configuration's labels for a
     /// wasi:http component) and registers (or finds) its families.
-    /// `origin` names the component in errors.
     pub async fn load(
         &self,
+        spec: &Spec,
         families: &Families,
         bytes: &[u8],
-        origin: &Path,
     ) -> Result<Mounted<Component>> {
-        let loaded = self.runtime.load(bytes, origin)?;
-        let name = origin.display().to_string();
+        let origin = spec.origin();
+        let loaded = self.runtime.load(bytes, &origin, spec.limits)?;
         let sha256 = loaded.sha256().to_string();
         let mounted = match loaded {
-            Loaded::RouteHandler(compiled) => {
-                self.route_handler(families, compiled, origin).await?
-            }
-            Loaded::WasiHttp(compiled) => {
-                let labels = &self.wasi_http;
-                let prefix = labels.default_prefix.as_deref();
-                let app = App::for_wasi_http(&labels.routes, prefix, families, self.options)
-                    .with_context(|| {
-                        format!("labelling wasi:http component {}", origin.display())
-                    })?;
-                tracing::info!(
-                    component = %name,
-                    world = "wasi:http/proxy",
-                    label_templates = ?labels.routes.iter().map(|r| &r.path).collect::<Vec<_>>(),
-                    prefix = prefix.unwrap_or(""),
-                    "loaded component; its outbound HTTP requests are refused"
-                );
-                let guest = compiled.serve(app.guest_metrics.clone());
-                Mounted {
-                    app,
-                    handler: Component::WasiHttp(Arc::new(guest)),
-                }
-            }
+            Loaded::RouteHandler(compiled) => self.route_handler(spec, families, compiled).await?,
+            Loaded::WasiHttp(compiled) => self.wasi_http(spec, families, compiled)?,
         };
-        families.component.serving(&name, &sha256);
+        (families.component).serving(&spec.name, &origin.display().to_string(), &sha256);
         Ok(mounted)
+    }
+
+    fn wasi_http(
+        &self,
+        spec: &Spec,
+        families: &Families,
+        compiled: Compiled<ProxyPre<HostState>>,
+    ) -> Result<Mounted<Component>> {
+        let origin = spec.origin();
+        let labels = &spec.wasi_http;
+        let prefix = labels.default_prefix.as_deref();
+        let labelling = || format!("labelling wasi:http component {}", origin.display());
+        for route in &labels.routes {
+            spec.check_route(&route.path, self.serves_metrics)
+                .with_context(labelling)?;
+        }
+        let app = App::for_wasi_http(&labels.routes, prefix, families, self.options, &spec.name)
+            .with_context(labelling)?;
+        tracing::info!(
+            component = %origin.display(),
+            name = spec.name.name(),
+            mount = %spec.mount,
+            world = "wasi:http/proxy",
+            label_templates = ?labels.routes.iter().map(|r| &r.path).collect::<Vec<_>>(),
+            prefix = prefix.unwrap_or(""),
+            "loaded component; its outbound HTTP requests are refused"
+        );
+        let guest = compiled.serve(app.guest_metrics.clone());
+        Ok(Mounted {
+            app,
+            handler: Component::WasiHttp(Arc::new(guest)),
+        })
     }
 
     async fn route_handler(
         &self,
+        spec: &Spec,
         families: &Families,
         compiled: Compiled,
-        origin: &Path,
     ) -> Result<Mounted<Component>> {
+        let origin = spec.origin();
         ensure!(
-            self.wasi_http.default_prefix.is_none() && self.wasi_http.routes.is_empty(),
+            spec.wasi_http.default_prefix.is_none() && spec.wasi_http.routes.is_empty(),
             "{} is a route-handler component, which declares its own routes and prefix: \
-             --default-prefix and [[route]] apply to wasi:http components only",
+             default-prefix and [[route]] apply to wasi:http components only",
             origin.display()
         );
         let manifest = compiled
             .describe()
             .await
             .with_context(|| format!("calling describe on {}", origin.display()))?;
-        let app = App::new(&manifest, families, self.options)
-            .with_context(|| format!("{} declares an invalid manifest", origin.display()))?;
+        let invalid = || format!("{} declares an invalid manifest", origin.display());
+        for route in &manifest.routes {
+            spec.check_route(&route.path, self.serves_metrics)
+                .with_context(invalid)?;
+        }
+        let app = App::new(&manifest, families, self.options, &spec.name).with_context(invalid)?;
         tracing::info!(
             component = %origin.display(),
+            name = spec.name.name(),
+            mount = %spec.mount,
             world = "promwasm:app/route-handler",
             routes = ?app.router.routes().iter().map(|r| &*r.route.template).collect::<Vec<_>>(),
             prefix = manifest.default_prefix.as_deref().unwrap_or(""),
@@ -154,32 +273,49 @@ impl Source {
         })
     }
 
-    /// Loads the component file again and swaps it in. A component that
-    /// fails to load is refused and the current one keeps serving.
+    /// Reads every component file again and swaps in each that loads. A
+    /// component that fails to load is refused and its current version
+    /// keeps serving. Where components are named, a file whose sha256 has
+    /// not changed is left as it is, and its reloads are not counted.
     pub async fn reload(&self, pipeline: &Pipeline<Component>) {
-        let Some(path) = &self.file else {
+        if self.components.iter().all(|spec| spec.file.is_none()) {
             tracing::info!(
                 "SIGHUP: serving the built-in example component, there is no file to reload"
             );
             return;
-        };
-        let families = &pipeline.families;
-        let loaded =
-            match tokio::fs::read(path).await {
-                Ok(bytes) => self.load(families, &bytes, path).await,
-                Err(e) => Err(anyhow::Error::new(e)
-                    .context(format!("cannot read component {}", path.display()))),
-            };
-        match loaded {
-            Ok(mounted) => {
-                pipeline.replace(mounted);
-                families.component.reloaded(true);
-                tracing::info!(component = %path.display(), "reloaded");
-            }
-            Err(e) => {
-                families.component.reloaded(false);
-                tracing::error!("reload refused, the previous component keeps serving: {e:#}");
-            }
         }
+        for (index, spec) in self.components.iter().enumerate() {
+            self.reload_one(pipeline, index, spec).await;
+        }
+    }
+
+    async fn reload_one(&self, pipeline: &Pipeline<Component>, index: usize, spec: &Spec) {
+        let families = &pipeline.families;
+        let bytes = match spec.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return self.refused(families, spec, e),
+        };
+        let unchanged = spec.name.name().is_some()
+            && pipeline.current(index).handler.sha256() == hex(&Sha256::digest(&bytes));
+        if unchanged {
+            tracing::info!(component = spec.name.name(), "unchanged, not reloaded");
+            return;
+        }
+        match self.load(spec, families, &bytes).await {
+            Ok(mounted) => {
+                pipeline.replace(index, mounted);
+                families.component.reloaded(&spec.name, true);
+                tracing::info!(component = %spec.origin().display(), name = spec.name.name(), "reloaded");
+            }
+            Err(e) => self.refused(families, spec, e),
+        }
+    }
+
+    fn refused(&self, families: &Families, spec: &Spec, e: anyhow::Error) {
+        families.component.reloaded(&spec.name, false);
+        tracing::error!(
+            name = spec.name.name(),
+            "reload refused, the previous component keeps serving: {e:#}"
+        );
     }
 }

@@ -22,6 +22,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::client_limits::ClientLimits;
+use crate::component::{Spec, WasiHttpLabels};
+use crate::labels::ComponentLabel;
+use crate::mounts::{Mount, Mounts};
 use crate::guest_metrics::SeriesLimits;
 use crate::routes::PathTemplate;
 use crate::runtime::Limits;
@@ -67,6 +70,11 @@ pub struct Cli {
     /// wasi:http component (`path = "/items/{id}"`, `track = false`).
     #[arg(skip)]
     pub routes: Vec<PathTemplate>,
+
+    /// The config file's `[[component]]` tables: several components, each
+    /// at its mount, with its own `component` label.
+    #[arg(skip)]
+    pub components: Vec<ComponentTable>,
 
     /// Time one request may spend in the guest before it is stopped and
     /// answered 504 ("10s", "500ms").
@@ -168,17 +176,20 @@ impl Cli {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let mut command = Cli::command();
         let mut matches = command.clone().get_matches_from(&args);
-        let mut routes = Vec::new();
+        let mut tables = Tables::default();
         if let Some(path) = matches.get_one::<PathBuf>("config").cloned() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let invalid = || format!("config file {} is invalid", path.display());
-            routes = file_routes(&text).with_context(invalid)?;
+            tables = Tables::read(&text).with_context(invalid)?;
+            tables.resolve_files(&path);
             command = with_file_defaults(command, &text).with_context(invalid)?;
             matches = command.get_matches_from(&args);
         }
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        cli.routes = routes;
+        cli.routes = tables.route;
+        cli.components = tables.component;
+        cli.check_components()?;
         // hyper's read buffer cannot be smaller than its initial size.
         anyhow::ensure!(
             cli.max_header_bytes.0 >= MIN_HEADER_BYTES,
@@ -202,6 +213,76 @@ impl Cli {
             self.metrics_listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
         }
         Ok(())
+    }
+
+    /// `[[component]]` tables replace the single component's settings, and
+    /// their names are label values, unique.
+    fn check_components(&self) -> Result<()> {
+        if self.components.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            self.component.is_none() && self.default_prefix.is_none() && self.routes.is_empty(),
+            "[[component]] tables name each component's file, default-prefix and routes: \
+             --component, --default-prefix and [[route]] cannot be given with them"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for table in &self.components {
+            let name = &table.name;
+            let valid = !name.is_empty()
+                && (name.bytes()).all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            anyhow::ensure!(
+                valid,
+                "[[component]] name {name:?}: a name is the `component` label value, [a-z0-9_-]+"
+            );
+            anyhow::ensure!(
+                seen.insert(name),
+                "[[component]] name {name:?} is given twice"
+            );
+        }
+        Ok(())
+    }
+
+    /// The components to serve: the `[[component]]` tables, or the one
+    /// component of `--component` (or the built-in example) at every path.
+    pub fn components(&self) -> Result<Vec<Spec>> {
+        if self.components.is_empty() {
+            let labels = WasiHttpLabels {
+                default_prefix: self.default_prefix.clone(),
+                routes: self.routes.clone(),
+            };
+            return Ok(vec![Spec::single(self.component.clone(), labels, self.limits())]);
+        }
+        let specs = (self.components.iter())
+            .map(|table| {
+                Ok(Spec {
+                    name: ComponentLabel::named(&table.name),
+                    file: Some(table.file.clone()),
+                    mount: Mount::parse(&table.mount)
+                        .with_context(|| format!("[[component]] {:?}", table.name))?,
+                    wasi_http: WasiHttpLabels {
+                        default_prefix: table.default_prefix.clone(),
+                        routes: table.route.clone(),
+                    },
+                    limits: self.component_limits(table),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Mounts::new(specs.iter().map(|s| (s.name.name().unwrap_or_default(), &s.mount)))?;
+        Ok(specs)
+    }
+
+    /// The limits of one `[[component]]`: the host's, lowered where the
+    /// table says so.
+    pub fn component_limits(&self, table: &ComponentTable) -> Limits {
+        let host = self.limits();
+        Limits {
+            request_timeout: table.request_timeout.map_or(host.request_timeout, |t| *t),
+            max_memory: table.max_memory.map_or(host.max_memory, |s| s.0),
+            max_instances: table.max_instances.unwrap_or(host.max_instances),
+            instance_reuse: table.instance_reuse.unwrap_or(host.instance_reuse),
+            ..host
+        }
     }
 
     /// The limits every guest call runs under.
@@ -246,7 +327,10 @@ fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
     type Spanned<T> = toml::Spanned<T>;
     let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text)?;
     for (key, value) in table {
-        if key.get_ref() == ROUTES_KEY {
+        // The tables, read by [`Tables`]; `component = "file"` is the flag.
+        let is_tables = key.get_ref() == ROUTES_KEY
+            || (key.get_ref() == COMPONENTS_KEY && value.get_ref().is_array());
+        if is_tables {
             continue;
         }
         let line = text[..key.span().start].matches('\n').count() + 1;
@@ -280,17 +364,83 @@ fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
     Ok(command)
 }
 
-/// The key of the `[[route]]` tables, the one key that is not a flag.
+/// The key of the `[[route]]` tables, a key that is not a flag.
 const ROUTES_KEY: &str = "route";
 
-/// The `[[route]]` tables of a config file.
-fn file_routes(text: &str) -> Result<Vec<PathTemplate>> {
-    #[derive(serde::Deserialize)]
-    struct Tables {
-        #[serde(default)]
-        route: Vec<PathTemplate>,
+/// The key of the `[[component]]` tables; as a string, the flag.
+const COMPONENTS_KEY: &str = "component";
+
+/// The tables of a config file; its other keys are the flags'.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Tables {
+    #[serde(default)]
+    route: Vec<PathTemplate>,
+    /// Read only when `component` is an array (see [`Tables::read`]).
+    #[serde(default, skip)]
+    component: Vec<ComponentTable>,
+}
+
+impl Tables {
+    /// The tables of `text`, each error with its line.
+    fn read(text: &str) -> Result<Tables> {
+        #[derive(serde::Deserialize)]
+        struct Components {
+            component: Vec<ComponentTable>,
+        }
+        let raw: toml::Table = toml::from_str(text)?;
+        let mut tables: Tables = toml::from_str(text)?;
+        if raw.get(COMPONENTS_KEY).is_some_and(toml::Value::is_array) {
+            tables.component = toml::from_str::<Components>(text)?.component;
+        }
+        Ok(tables)
     }
-    Ok(toml::from_str::<Tables>(text)?.route)
+
+    /// A component file is found relative to the config file, as a Spin
+    /// app's files are found relative to its spin.toml.
+    fn resolve_files(&mut self, config: &std::path::Path) {
+        let dir = config.parent().unwrap_or(std::path::Path::new(""));
+        for table in &mut self.component {
+            if table.file.is_relative() {
+                table.file = dir.join(&table.file);
+            }
+        }
+    }
+}
+
+/// A `[[component]]` table: one of several components, at its mount.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComponentTable {
+    /// The `component` label value.
+    pub name: String,
+    /// The component file (relative to the config file).
+    pub file: PathBuf,
+    /// A literal path, or a prefix ending in `/...`.
+    pub mount: String,
+    /// For a wasi:http component: its default families' prefix.
+    pub default_prefix: Option<String>,
+    /// For a wasi:http component: its `path` label templates.
+    #[serde(default)]
+    pub route: Vec<PathTemplate>,
+    #[serde(default, deserialize_with = "parsed")]
+    pub max_memory: Option<Size>,
+    #[serde(default, deserialize_with = "parsed")]
+    pub request_timeout: Option<Span>,
+    pub max_instances: Option<u32>,
+    pub instance_reuse: Option<u32>,
+}
+
+/// A string parsed as the flag of the same name parses it.
+fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    text.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
 /// A file's value as the flag's text, when its TOML type is the flag's: a

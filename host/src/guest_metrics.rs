@@ -1,19 +1,20 @@
 //! The metrics a component declares and updates itself through the
 //! `metrics` import: their families, the updates, and the refusals.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::labels::ReasonLabels;
+use crate::info::InfoSet;
+use crate::labels::{ComponentLabel, ComponentReasonLabels};
 use crate::runtime::types::MetricError;
 use crate::runtime::{MetricSink, Update};
 
@@ -55,6 +56,16 @@ impl EncodeLabelSet for GuestLabels {
     }
 }
 
+/// The series key of a guest family: the component that updates it (no
+/// label on a single-component host), then the guest's label values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct GuestSeries {
+    #[prometheus(flatten)]
+    component: ComponentLabel,
+    #[prometheus(flatten)]
+    labels: GuestLabels,
+}
+
 /// Builds guest histograms with the buckets the guest declared.
 #[derive(Clone, Debug)]
 pub struct Buckets(Arc<[f64]>);
@@ -62,28 +73,6 @@ pub struct Buckets(Arc<[f64]>);
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
         Histogram::new(self.0.iter().copied())
-    }
-}
-
-/// An info metric whose values a reloaded component may change (a new
-/// version, say), which prometheus-client's `Info` cannot.
-#[derive(Clone, Debug)]
-pub struct SharedInfo(Arc<RwLock<GuestLabels>>);
-
-impl SharedInfo {
-    fn set(&self, values: &[String]) {
-        let mut labels = self.0.write().unwrap_or_else(|e| e.into_inner());
-        labels.values = values.into();
-    }
-}
-
-impl EncodeMetric for SharedInfo {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_info(&*self.0.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Info
     }
 }
 
@@ -133,10 +122,12 @@ impl Kind {
 
 #[derive(Clone, Debug)]
 enum GuestFamily {
-    Counter(Family<GuestLabels, GuestCounter>),
-    Gauge(Family<GuestLabels, GuestGauge>),
-    Histogram(Family<GuestLabels, Histogram, Buckets>),
-    Info(SharedInfo),
+    Counter(Family<GuestSeries, GuestCounter>),
+    Gauge(Family<GuestSeries, GuestGauge>),
+    Histogram(Family<GuestSeries, Histogram, Buckets>),
+    /// One sample per component, whose values a reload may change (a new
+    /// version, say).
+    Info(InfoSet<GuestLabels>),
 }
 
 /// A registered guest family, shared by every component that declares it
@@ -145,13 +136,14 @@ enum GuestFamily {
 pub struct SharedFamily {
     family: GuestFamily,
     labels: Arc<[String]>,
-    /// Series created so far; its lock serialises their creation so the cap
-    /// holds exactly.
-    created: Arc<Mutex<usize>>,
+    /// Series created so far, by component (each has its own cap); the
+    /// lock serialises their creation so the cap holds exactly.
+    created: Arc<Mutex<HashMap<ComponentLabel, usize>>>,
 }
 
 impl SharedFamily {
-    /// Creates the family and registers it under `name`.
+    /// Creates the family and registers it under `name`; its first
+    /// declaration is then [`SharedFamily::redeclared`].
     pub fn register(
         registry: &mut Registry,
         name: &str,
@@ -162,12 +154,12 @@ impl SharedFamily {
         let labels: Arc<[String]> = labels.into();
         let family = match kind {
             Kind::Counter => {
-                let family = Family::<GuestLabels, GuestCounter>::default();
+                let family = Family::<GuestSeries, GuestCounter>::default();
                 registry.register(name, help, family.clone());
                 GuestFamily::Counter(family)
             }
             Kind::Gauge => {
-                let family = Family::<GuestLabels, GuestGauge>::default();
+                let family = Family::<GuestSeries, GuestGauge>::default();
                 registry.register(name, help, family.clone());
                 GuestFamily::Gauge(family)
             }
@@ -176,34 +168,38 @@ impl SharedFamily {
                 registry.register(name, help, family.clone());
                 GuestFamily::Histogram(family)
             }
-            Kind::Info(values) => {
-                let info = SharedInfo(Arc::new(RwLock::new(GuestLabels {
-                    names: labels.clone(),
-                    values: values.as_slice().into(),
-                })));
+            Kind::Info(_) => {
+                let info = InfoSet::default();
                 registry.register(name, help, info.clone());
                 GuestFamily::Info(info)
             }
         };
-        let shared = SharedFamily {
+        SharedFamily {
             family,
             labels,
-            created: Arc::new(Mutex::new(0)),
-        };
-        shared.redeclared(kind);
-        shared
+            created: Arc::default(),
+        }
     }
 
     /// Brings a family in line with a new declaration of the same
     /// signature: an unlabelled family gets its one series at once (so it
     /// reads 0 before any update), an info metric takes the new values.
-    pub fn redeclared(&self, kind: &Kind) {
-        let unlabelled = GuestLabels {
-            names: self.labels.clone(),
-            values: Box::new([]),
+    pub fn redeclared(&self, component: &ComponentLabel, kind: &Kind) {
+        let unlabelled = GuestSeries {
+            component: component.clone(),
+            labels: GuestLabels {
+                names: self.labels.clone(),
+                values: Box::new([]),
+            },
         };
         match (&self.family, kind) {
-            (GuestFamily::Info(info), Kind::Info(values)) => info.set(values),
+            (GuestFamily::Info(info), Kind::Info(values)) => info.set(
+                component,
+                GuestLabels {
+                    names: self.labels.clone(),
+                    values: values.as_slice().into(),
+                },
+            ),
             (GuestFamily::Counter(f), _) if self.labels.is_empty() => {
                 drop(f.get_or_create(&unlabelled))
             }
@@ -220,6 +216,8 @@ impl SharedFamily {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct OverflowLabels {
+    #[prometheus(flatten)]
+    component: ComponentLabel,
     metric: Arc<str>,
     /// [`SERIES_CAP`] or [`VALUE_TOO_LONG`].
     reason: &'static str,
@@ -255,7 +253,7 @@ impl Default for SeriesLimits {
 /// updates, registered once whatever component is served.
 #[derive(Clone, Debug)]
 pub struct Misuse {
-    update_errors: Family<ReasonLabels, Counter>,
+    update_errors: Family<ComponentReasonLabels, Counter>,
     overflows: Family<OverflowLabels, Counter>,
 }
 
@@ -329,12 +327,18 @@ pub struct GuestMetrics {
     metrics: Vec<GuestMetric>,
     limits: SeriesLimits,
     misuse: Misuse,
+    component: ComponentLabel,
 }
 
 impl GuestMetrics {
     /// `metrics` are the declared families in manifest order, each with its
-    /// name.
-    pub fn new(metrics: Vec<(String, SharedFamily)>, limits: SeriesLimits, misuse: Misuse) -> Self {
+    /// name; `component` labels every series the updates create.
+    pub fn new(
+        metrics: Vec<(String, SharedFamily)>,
+        limits: SeriesLimits,
+        misuse: Misuse,
+        component: ComponentLabel,
+    ) -> Self {
         GuestMetrics {
             metrics: metrics
                 .into_iter()
@@ -345,6 +349,7 @@ impl GuestMetrics {
                 .collect(),
             limits,
             misuse,
+            component,
         }
     }
 
@@ -361,7 +366,10 @@ impl GuestMetrics {
         if let Err(e) = &result {
             self.misuse
                 .update_errors
-                .get_or_create(&ReasonLabels { reason: e.reason() })
+                .get_or_create(&ComponentReasonLabels {
+                    component: self.component.clone(),
+                    reason: e.reason(),
+                })
                 .inc();
         }
         result
@@ -430,7 +438,7 @@ impl GuestMetrics {
     fn with_series<M, C>(
         &self,
         metric: &GuestMetric,
-        family: &Family<GuestLabels, M, C>,
+        family: &Family<GuestSeries, M, C>,
         values: Vec<String>,
         f: impl FnOnce(&M),
     ) -> Result<(), UpdateError>
@@ -441,15 +449,18 @@ impl GuestMetrics {
         if values.iter().any(|v| v.len() > self.limits.max_value_bytes) {
             return self.overflow(metric, family, VALUE_TOO_LONG, f);
         }
-        let labels = GuestLabels {
-            names: metric.family.labels.clone(),
-            values: values.into(),
+        let labels = GuestSeries {
+            component: self.component.clone(),
+            labels: GuestLabels {
+                names: metric.family.labels.clone(),
+                values: values.into(),
+            },
         };
         if let Some(series) = family.get(&labels) {
             f(&series);
             return Ok(());
         }
-        let mut created = metric
+        let mut counts = metric
             .family
             .created
             .lock()
@@ -458,12 +469,13 @@ impl GuestMetrics {
             f(&series);
             return Ok(());
         }
+        let created = counts.entry(self.component.clone()).or_default();
         if *created < self.limits.cap {
             *created += 1;
             f(&family.get_or_create(&labels));
             return Ok(());
         }
-        drop(created);
+        drop(counts);
         self.overflow(metric, family, SERIES_CAP, f)
     }
 
@@ -472,7 +484,7 @@ impl GuestMetrics {
     fn overflow<M, C>(
         &self,
         metric: &GuestMetric,
-        family: &Family<GuestLabels, M, C>,
+        family: &Family<GuestSeries, M, C>,
         reason: &'static str,
         f: impl FnOnce(&M),
     ) -> Result<(), UpdateError>
@@ -483,13 +495,18 @@ impl GuestMetrics {
         self.misuse
             .overflows
             .get_or_create(&OverflowLabels {
+                component: self.component.clone(),
                 metric: metric.name.clone(),
                 reason,
             })
             .inc();
-        let overflow = GuestLabels {
-            values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.family.labels.len()].into(),
-            names: metric.family.labels.clone(),
+        let overflow = GuestSeries {
+            component: self.component.clone(),
+            labels: GuestLabels {
+                values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.family.labels.len()]
+                    .into(),
+                names: metric.family.labels.clone(),
+            },
         };
         f(&family.get_or_create(&overflow));
         Ok(())
@@ -536,10 +553,12 @@ mod tests {
         .into_iter()
         .map(|(name, kind, labels)| {
             let family = SharedFamily::register(&mut registry, name, "Help", &kind, &labels);
+            family.redeclared(&ComponentLabel::none(), &kind);
             (name.to_string(), family)
         })
         .collect();
-        (registry, GuestMetrics::new(declared, limits, misuse))
+        let component = ComponentLabel::none();
+        (registry, GuestMetrics::new(declared, limits, misuse, component))
     }
 
     #[test]

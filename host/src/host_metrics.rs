@@ -1,14 +1,17 @@
 //! The host's own families: requests refused before routing, and the
 //! component being served.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::labels::ReasonLabels;
+use crate::labels::{ComponentLabel, ReasonLabels};
 
 /// Counts requests refused before a handler ran (malformed or oversized
 /// heads, oversized or late bodies, slow clients), which no route family
@@ -33,21 +36,27 @@ impl Rejections {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct ComponentLabels {
+struct ServingLabels {
+    #[prometheus(flatten)]
+    component: ComponentLabel,
     name: String,
     sha256: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct ResultLabels {
+    #[prometheus(flatten)]
+    component: ComponentLabel,
     result: &'static str,
 }
 
-/// Which component is served, since when, and how its reloads went.
+/// Which components are served, since when, and how their reloads went.
 #[derive(Debug, Default)]
 pub struct ComponentInfo {
-    info: Family<ComponentLabels, Gauge>,
-    loaded: Gauge<f64, AtomicU64>,
+    info: Family<ServingLabels, Gauge>,
+    /// The series of `info` each component has now, to drop at its reload.
+    serving: Mutex<HashMap<ComponentLabel, ServingLabels>>,
+    loaded: Family<ComponentLabel, Gauge<f64, AtomicU64>>,
     reloads: Family<ResultLabels, Counter>,
 }
 
@@ -72,23 +81,32 @@ impl ComponentInfo {
         component
     }
 
-    /// Marks `name` with digest `sha256` as the component being served.
-    pub fn serving(&self, name: &str, sha256: &str) {
-        self.info.clear();
-        self.info
-            .get_or_create(&ComponentLabels {
-                name: name.to_string(),
-                sha256: sha256.to_string(),
-            })
-            .set(1);
+    /// Marks `name` with digest `sha256` as what `component` serves.
+    pub fn serving(&self, component: &ComponentLabel, name: &str, sha256: &str) {
+        let labels = ServingLabels {
+            component: component.clone(),
+            name: name.to_string(),
+            sha256: sha256.to_string(),
+        };
+        self.info.get_or_create(&labels).set(1);
+        let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = serving.insert(component.clone(), labels.clone())
+            && old != labels
+        {
+            self.info.remove(&old);
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        self.loaded.set(now.as_secs_f64());
+        self.loaded.get_or_create(component).set(now.as_secs_f64());
     }
 
-    pub fn reloaded(&self, success: bool) {
+    pub fn reloaded(&self, component: &ComponentLabel, success: bool) {
         let result = if success { "success" } else { "failure" };
-        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        let labels = ResultLabels {
+            component: component.clone(),
+            result,
+        };
+        self.reloads.get_or_create(&labels).inc();
     }
 }

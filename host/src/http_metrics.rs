@@ -8,11 +8,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
-use crate::labels::{MethodStatusLabels, PathLabels, RequestLabels};
+use crate::info::InfoSet;
+use crate::labels::{ComponentLabel, MethodStatusLabels, PathLabels, RequestLabels};
 use crate::trace::TraceLabels;
 
 /// promwasm's version, the `version` label of `<prefix>_exporter_info`.
@@ -37,6 +37,8 @@ pub struct HttpMetrics {
     duration: Family<RequestLabels, DurationHistogram, fn() -> DurationHistogram>,
     requests: Family<MethodStatusLabels, Counter>,
     exceptions: Family<MethodStatusLabels, Counter>,
+    /// `<prefix>_exporter_info`: the host's version, per component.
+    exporter: InfoSet<[(&'static str, &'static str); 1]>,
 }
 
 impl HttpMetrics {
@@ -56,6 +58,7 @@ impl HttpMetrics {
             duration: Family::new_with_constructor(duration_histogram),
             requests: Family::default(),
             exceptions: Family::default(),
+            exporter: InfoSet::default(),
         };
         let [duration, requests, exceptions, exporter] = Self::family_names(prefix);
         registry.register(
@@ -76,9 +79,14 @@ impl HttpMetrics {
         registry.register(
             exporter,
             "Information about the promwasm host",
-            Info::new([("version", VERSION)]),
+            metrics.exporter.clone(),
         );
         metrics
+    }
+
+    /// Gives `component` its sample of `<prefix>_exporter_info`.
+    pub fn announce(&self, component: &ComponentLabel) {
+        self.exporter.set(component, [("version", VERSION)]);
     }
 
     /// Records one answered request; its sampled trace, if any, becomes
@@ -91,6 +99,7 @@ impl HttpMetrics {
             .observe(elapsed.as_secs_f64(), trace, timestamp);
         self.requests
             .get_or_create(&MethodStatusLabels {
+                component: labels.component.clone(),
                 method: labels.method,
                 status: labels.status,
             })
@@ -99,9 +108,13 @@ impl HttpMetrics {
 
     /// Records a request the component failed: a trap, an error it returned,
     /// or a time limit it ran into.
-    pub fn exception(&self, method: &'static str, status: u16) {
+    pub fn exception(&self, component: &ComponentLabel, method: &'static str, status: u16) {
         self.exceptions
-            .get_or_create(&MethodStatusLabels { method, status })
+            .get_or_create(&MethodStatusLabels {
+                component: component.clone(),
+                method,
+                status,
+            })
             .inc();
     }
 }
@@ -144,13 +157,19 @@ impl InProgressFamily {
         family
     }
 
-    /// The gauge to raise for the route `template`: the family's series for
-    /// it when `scope` is none or names it, nothing otherwise. The series
-    /// exists from then on, so an idle route reads 0.
-    pub fn gauge_for(&self, scope: Option<&str>, template: &Arc<str>) -> Option<Gauge> {
+    /// The gauge to raise for `component`'s route `template`: the
+    /// family's series for it when `scope` is none or names it, nothing
+    /// otherwise. The series exists from then on, so an idle route reads 0.
+    pub fn gauge_for(
+        &self,
+        component: &ComponentLabel,
+        scope: Option<&str>,
+        template: &Arc<str>,
+    ) -> Option<Gauge> {
         scope.is_none_or(|s| s == &**template).then(|| {
             self.0
                 .get_or_create(&PathLabels {
+                    component: component.clone(),
                     path: template.clone(),
                 })
                 .clone()

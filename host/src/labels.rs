@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
 /// The `path` label of every request that matched no route: one series for
 /// all of them, so unknown paths cannot grow the label set.
 pub const UNMATCHED_PATH: &str = "<unmatched>";
@@ -34,9 +36,63 @@ pub fn method_label(method: &hyper::Method) -> &'static str {
     }
 }
 
+/// The `component` value of a request no component's route matched.
+pub const NO_COMPONENT: &str = "<none>";
+
+/// The `component` label of the host's families: the name of a
+/// `[[component]]` table, or nothing at all for a host serving one
+/// component from the command line, whose exposition has no such label.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct ComponentLabel(Option<Arc<str>>);
+
+impl ComponentLabel {
+    /// The label of the component named `name`.
+    pub fn named(name: &str) -> ComponentLabel {
+        ComponentLabel(Some(name.into()))
+    }
+
+    /// No label: the single-component host.
+    pub fn none() -> ComponentLabel {
+        ComponentLabel(None)
+    }
+
+    /// The name, if there is a label.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// The label of a request no route matched: `<none>` where components
+    /// are named, nothing otherwise.
+    pub fn unmatched(&self) -> ComponentLabel {
+        static NONE: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from(NO_COMPONENT));
+        ComponentLabel(self.0.as_ref().map(|_| NONE.clone()))
+    }
+}
+
+impl std::fmt::Display for ComponentLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(name) => write!(f, "component {name:?}"),
+            None => f.write_str("the component"),
+        }
+    }
+}
+
+impl EncodeLabelSet for ComponentLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        match &self.0 {
+            Some(name) => ("component", &**name).encode(encoder.encode_label()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `method`, `path` and `status` of a recorded request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct RequestLabels {
+    #[prometheus(flatten)]
+    pub component: ComponentLabel,
     pub method: &'static str,
     pub path: Arc<str>,
     pub status: u16,
@@ -45,6 +101,8 @@ pub struct RequestLabels {
 /// `method` and `status`, for the request and exception counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct MethodStatusLabels {
+    #[prometheus(flatten)]
+    pub component: ComponentLabel,
     pub method: &'static str,
     pub status: u16,
 }
@@ -52,6 +110,8 @@ pub struct MethodStatusLabels {
 /// The route template of a per-route series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct PathLabels {
+    #[prometheus(flatten)]
+    pub component: ComponentLabel,
     pub path: Arc<str>,
 }
 
@@ -61,9 +121,19 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// A fixed reason, by component.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ComponentReasonLabels {
+    #[prometheus(flatten)]
+    pub component: ComponentLabel,
+    pub reason: &'static str,
+}
+
 /// A route template and a fixed reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct PathReasonLabels {
+    #[prometheus(flatten)]
+    pub component: ComponentLabel,
     pub path: Arc<str>,
     pub reason: &'static str,
 }

@@ -9,13 +9,14 @@
 //! hyper ([`server`]) -> [`client_limits`] -> [`routes`] -> a
 //! [`pipeline::Handler`] ([`component`]: [`route_handler`] or
 //! [`wasi_http`], which run the guest through [`runtime`]) -> response, and
-//! [`pipeline`] records it, when its body ends for a streamed answer.
+//! [`pipeline`] records it, when its body ends for a streamed answer. A
+//! host of several components finds the component by its [`mounts`] first.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use promwasm::app::MetricOptions;
 //! use promwasm::client_limits::ClientLimits;
-//! use promwasm::component::Source;
+//! use promwasm::component::{Source, Spec};
 //! use promwasm::pipeline::{Pipeline, Role};
 //! use promwasm::registry::Families;
 //! use promwasm::runtime::{Limits, Runtime};
@@ -23,15 +24,14 @@
 //! # async fn serve() -> anyhow::Result<()> {
 //! let source = Source {
 //!     runtime: Runtime::new(Limits::default(), None)?,
-//!     file: None,
 //!     options: MetricOptions { default_metrics: true, series: Default::default() },
-//!     wasi_http: Default::default(),
+//!     serves_metrics: true,
+//!     // The built-in example at every path, as `promwasm` with no flags.
+//!     components: vec![Spec::single(None, Default::default(), Limits::default())],
 //! };
 //! let families = Families::new();
-//! let mounted = source
-//!     .load(&families, promwasm::EXAMPLE_COMPONENT, "example.wasm".as_ref())
-//!     .await?;
-//! let pipeline = Arc::new(Pipeline::new(families, ClientLimits::default(), mounted));
+//! let mounted = source.load_all(&families).await?;
+//! let pipeline = Arc::new(Pipeline::mounted(families, ClientLimits::default(), mounted)?);
 //! let listener = promwasm::server::bind("127.0.0.1:5000".parse()?).await?;
 //! let (_stop, stopped) = tokio::sync::watch::channel(false);
 //! let role = Role::Main { serves_metrics: true };
@@ -51,7 +51,9 @@ pub mod exposition;
 pub mod guest_metrics;
 pub mod host_metrics;
 pub mod http_metrics;
+pub mod info;
 pub mod labels;
+pub mod mounts;
 pub mod pipeline;
 pub mod process;
 pub mod registry;

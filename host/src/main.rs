@@ -2,7 +2,6 @@
 //! and the listeners together.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,9 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing_subscriber::EnvFilter;
 
-use promwasm::EXAMPLE_COMPONENT;
 use promwasm::app::MetricOptions;
-use promwasm::component::{Component, Source, WasiHttpLabels};
+use promwasm::component::{Component, Source};
 use promwasm::config::{Cli, LogFormat};
 use promwasm::pipeline::{Pipeline, Role};
 use promwasm::registry::Families;
@@ -70,20 +68,16 @@ async fn run(cli: Cli) -> Result<()> {
     let mut signals = Signals::install()?;
     let source = Source {
         runtime: Runtime::new(cli.limits(), cli.cache_dir.as_deref())?,
-        file: cli.component.clone(),
         options: MetricOptions {
             default_metrics: !cli.no_default_metrics,
             series: cli.series_limits(),
         },
-        wasi_http: WasiHttpLabels {
-            default_prefix: cli.default_prefix.clone(),
-            routes: cli.routes.clone(),
-        },
+        serves_metrics: cli.metrics_listen.is_none(),
+        components: cli.components()?,
     };
-    let (bytes, origin) = component_bytes(&cli)?;
     let families = Families::new();
-    let mounted = source.load(&families, &bytes, &origin).await?;
-    let pipeline = Arc::new(Pipeline::new(families, cli.client_limits(), mounted));
+    let mounted = source.load_all(&families).await?;
+    let pipeline = Arc::new(Pipeline::mounted(families, cli.client_limits(), mounted)?);
 
     let (stop, stopped) = watch::channel(false);
     let mut listeners = listen(&cli, &pipeline, stopped).await?;
@@ -98,21 +92,6 @@ async fn run(cli: Cli) -> Result<()> {
     while listeners.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The component's bytes and the name it goes by.
-fn component_bytes(cli: &Cli) -> Result<(Vec<u8>, PathBuf)> {
-    Ok(match &cli.component {
-        Some(path) => (
-            std::fs::read(path)
-                .with_context(|| format!("cannot read component {}", path.display()))?,
-            path.clone(),
-        ),
-        None => (
-            EXAMPLE_COMPONENT.to_vec(),
-            PathBuf::from("<built-in example component>"),
-        ),
-    })
 }
 
 /// Binds the listeners, announces them on stdout (with the real port when

@@ -25,7 +25,10 @@ use crate::client_limits::refuse;
 use crate::client_limits::{ClientLimits, read_body};
 use crate::exposition::Format;
 use crate::http_metrics::InProgressGuard;
-use crate::labels::{RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
+use crate::labels::{
+    ComponentLabel, RequestLabels, UNMATCHED_PATH, method_label, unmatched_path,
+};
+use crate::mounts::{Mount, Mounts};
 use crate::registry::Families;
 use crate::response::{self, Body, BoxError, full, strip_body, text};
 use crate::routes::Dispatch;
@@ -140,18 +143,39 @@ pub enum Role {
 pub struct Pipeline<H> {
     pub families: Families,
     pub limits: ClientLimits,
-    /// What is being served. A request holds on to the one it started with,
-    /// so a reload never cuts a request short.
-    pub current: ArcSwap<Mounted<H>>,
+    /// What is being served at each mount, in the configuration's order.
+    /// A request holds on to what it started with, so a reload never cuts
+    /// a request short.
+    components: Vec<ArcSwap<Mounted<H>>>,
+    mounts: Mounts,
 }
 
 impl<H: Handler> Pipeline<H> {
+    /// Serves one handler at every path.
     pub fn new(families: Families, limits: ClientLimits, mounted: Mounted<H>) -> Self {
-        Pipeline {
+        Pipeline::mounted(families, limits, vec![(Mount::everything(), mounted)])
+            .expect("one mount cannot clash")
+    }
+
+    /// Serves each handler at its mount; two on the same mount are refused.
+    pub fn mounted(
+        families: Families,
+        limits: ClientLimits,
+        components: Vec<(Mount, Mounted<H>)>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!components.is_empty(), "no component to serve");
+        let names = components
+            .iter()
+            .map(|(mount, m)| (m.app.component.name().unwrap_or_default(), mount));
+        let mounts = Mounts::new(names)?;
+        Ok(Pipeline {
             families,
             limits,
-            current: ArcSwap::from_pointee(mounted),
-        }
+            components: (components.into_iter())
+                .map(|(_, mounted)| ArcSwap::from_pointee(mounted))
+                .collect(),
+            mounts,
+        })
     }
 
     /// Answers one request that came in on a listener of `role`.
@@ -170,7 +194,10 @@ impl<H: Handler> Pipeline<H> {
 
     /// Routes one request and records it in the default families.
     async fn route(&self, request: Request<Incoming>, start: Instant) -> Response<Body> {
-        let mounted = self.current.load_full();
+        // A path outside every mount is the host's 404, recorded in the
+        // families of the first component.
+        let mount = self.mounts.find(request.uri().path());
+        let mounted = self.components[mount.unwrap_or(0)].load_full();
         let method = method_label(request.method());
         let is_head = request.method() == Method::HEAD;
         let trace = mounted
@@ -184,11 +211,11 @@ impl<H: Handler> Pipeline<H> {
             failure: None,
             in_progress: None,
         };
-        let (answer, route) = match mounted
-            .app
-            .router
-            .dispatch(request.method(), request.uri().path())
-        {
+        let dispatch = match mount {
+            Some(_) => (mounted.app.router).dispatch(request.method(), request.uri().path()),
+            None => Dispatch::NotFound,
+        };
+        let (answer, route) = match dispatch {
             Dispatch::NotFound => (host(response::not_found()), None),
             Dispatch::MethodNotAllowed(route) => (
                 host(response::allow(
@@ -207,8 +234,13 @@ impl<H: Handler> Pipeline<H> {
                 Err(refused) => return refused,
             },
         };
+        let component = match route {
+            Some(_) => mounted.app.component.clone(),
+            None => mounted.app.component.unmatched(),
+        };
         let record = Record {
             route: route.map(|r| r.route.index),
+            component,
             mounted: mounted.clone(),
             runtime: self.families.runtime.clone(),
             method,
@@ -280,6 +312,8 @@ struct Record<H> {
     runtime: Arc<RuntimeMetrics>,
     /// The index of the matched route; none for a host 404.
     route: Option<u32>,
+    /// The `component` label: the component's, or `<none>` for a 404.
+    component: ComponentLabel,
     method: &'static str,
     start: Instant,
     /// The request's sampled trace: the exemplar of its duration bucket.
@@ -326,7 +360,7 @@ impl<H: Handler> Record<H> {
         if failure.exception
             && let Some(http) = &self.mounted.app.http
         {
-            http.exception(self.method, status.as_u16());
+            http.exception(&self.component, self.method, status.as_u16());
         }
         tracing::warn!(route = %route.route.template, status = status.as_u16(), "{}", failure.detail);
     }
@@ -341,6 +375,7 @@ impl<H: Handler> Record<H> {
         if let (Some(http), true) = (&self.mounted.app.http, tracked) {
             let path = route.map_or_else(unmatched_path, |r| r.route.template.clone());
             let labels = RequestLabels {
+                component: self.component.clone(),
                 method: self.method,
                 path,
                 status,
@@ -416,9 +451,15 @@ impl<H: Handler> Drop for Recorded<H> {
 }
 
 impl<H> Pipeline<H> {
-    /// Swaps in what a reload loaded; requests in flight finish on the old.
-    pub fn replace(&self, mounted: Mounted<H>) {
-        self.current.store(Arc::new(mounted));
+    /// What the component at `index` (in the configuration's order) serves now.
+    pub fn current(&self, index: usize) -> Arc<Mounted<H>> {
+        self.components[index].load_full()
+    }
+
+    /// Swaps in what a reload of the component at `index` loaded; requests
+    /// in flight finish on the old.
+    pub fn replace(&self, index: usize, mounted: Mounted<H>) {
+        self.components[index].store(Arc::new(mounted));
     }
 }
 

@@ -15,6 +15,7 @@ use crate::exposition::Format;
 use crate::guest_metrics::{Kind, Misuse, Shape, SharedFamily};
 use crate::host_metrics::{ComponentInfo, Rejections};
 use crate::http_metrics::{HttpMetrics, InProgressFamily};
+use crate::labels::ComponentLabel;
 use crate::process::ProcessCollector;
 use crate::runtime_metrics::RuntimeMetrics;
 
@@ -30,6 +31,9 @@ pub struct GuestDecl {
 /// Everything one component asks for.
 #[derive(Debug, Default)]
 pub struct Declarations {
+    /// Who asks: the `component` label of the series the families get for
+    /// it, and the name refusals give.
+    pub component: ComponentLabel,
     pub guest: Vec<GuestDecl>,
     /// Host-recorded in-progress gauge families: name and help.
     pub in_progress: Vec<(String, String)>,
@@ -81,8 +85,9 @@ impl fmt::Display for Signature {
 #[derive(Debug, Default)]
 struct Inner {
     registry: Registry,
-    /// Every declared family name, with what it was declared as.
-    signatures: HashMap<String, Signature>,
+    /// Every declared family name, with what it was first declared as and
+    /// by whom.
+    signatures: HashMap<String, (Signature, ComponentLabel)>,
     guest: HashMap<String, SharedFamily>,
     in_progress: HashMap<String, InProgressFamily>,
     http: HashMap<Option<String>, HttpMetrics>,
@@ -156,32 +161,33 @@ impl Families {
             if !seen.insert(name) {
                 bail!("{name:?} is declared twice");
             }
-            if let Some(registered) = inner.signatures.get(name)
-                && registered != signature
-            {
-                bail!("{name:?} is registered as a {registered}; it cannot become a {signature}");
+            match inner.signatures.get(name) {
+                Some((registered, _)) if registered == signature => {}
+                Some((registered, by)) if by.name().is_some() && *by != wanted.component => bail!(
+                    "{name:?} is declared by {by} as a {registered}; {} declares it as a {signature}",
+                    wanted.component
+                ),
+                Some((registered, _)) => bail!(
+                    "{name:?} is registered as a {registered}; it cannot become a {signature}"
+                ),
+                None => {}
             }
         }
         let inner = &mut *inner;
-        inner.signatures.extend(claims);
+        let component = wanted.component;
+        for (name, signature) in claims {
+            (inner.signatures.entry(name)).or_insert_with(|| (signature, component.clone()));
+        }
         let registry = &mut inner.registry;
         let guest = wanted
             .guest
             .into_iter()
             .map(|d| {
-                let family = match inner.guest.get(&d.name) {
-                    Some(family) => {
-                        family.redeclared(&d.kind);
-                        family.clone()
-                    }
-                    None => {
-                        let family =
-                            SharedFamily::register(registry, &d.name, &d.help, &d.kind, &d.labels);
-                        inner.guest.insert(d.name.clone(), family.clone());
-                        family
-                    }
-                };
-                (d.name, family)
+                let family = (inner.guest.entry(d.name.clone())).or_insert_with(|| {
+                    SharedFamily::register(registry, &d.name, &d.help, &d.kind, &d.labels)
+                });
+                family.redeclared(&component, &d.kind);
+                (d.name, family.clone())
             })
             .collect();
         let in_progress = wanted
@@ -194,9 +200,10 @@ impl Families {
             })
             .collect();
         let http = wanted.http.map(|HttpDecl { prefix }| {
-            (inner.http.entry(prefix))
-                .or_insert_with_key(|prefix| HttpMetrics::register(registry, prefix.as_deref()))
-                .clone()
+            let http = (inner.http.entry(prefix))
+                .or_insert_with_key(|prefix| HttpMetrics::register(registry, prefix.as_deref()));
+            http.announce(&component);
+            http.clone()
         });
         Ok(Declared {
             guest,
@@ -242,6 +249,7 @@ mod tests {
                 vec![first],
                 SeriesLimits::default(),
                 families.misuse.clone(),
+                ComponentLabel::none(),
             );
             metrics
                 .update(0, Update::CounterAdd, vec!["ann".into()], 1.0)

@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::call_stats::CallStats;
-use crate::labels::{PathLabels, PathReasonLabels};
+use crate::labels::{ComponentLabel, PathLabels, PathReasonLabels};
 
 fn seconds_histogram() -> Histogram {
     Histogram::new([
@@ -35,7 +35,7 @@ pub struct RuntimeMetrics {
 /// One route's runtime series, resolved at load so a request touches no map.
 #[derive(Clone, Debug)]
 pub struct RouteRuntime {
-    path: Arc<str>,
+    labels: PathLabels,
     instantiate: Histogram,
     call: Histogram,
     memory: Histogram,
@@ -72,13 +72,17 @@ impl RuntimeMetrics {
         metrics
     }
 
-    pub fn for_route(&self, path: &Arc<str>) -> RouteRuntime {
-        let labels = PathLabels { path: path.clone() };
-        RouteRuntime {
+    /// The series of `component`'s route `path`.
+    pub fn for_route(&self, component: &ComponentLabel, path: &Arc<str>) -> RouteRuntime {
+        let labels = PathLabels {
+            component: component.clone(),
             path: path.clone(),
+        };
+        RouteRuntime {
             instantiate: self.instantiate.get_or_create(&labels).clone(),
             call: self.call.get_or_create(&labels).clone(),
             memory: self.memory.get_or_create(&labels).clone(),
+            labels,
         }
     }
 
@@ -94,7 +98,8 @@ impl RuntimeMetrics {
     pub fn failure(&self, route: &RouteRuntime, reason: &'static str) {
         self.failures
             .get_or_create(&PathReasonLabels {
-                path: route.path.clone(),
+                component: route.labels.component.clone(),
+                path: route.labels.path.clone(),
                 reason,
             })
             .inc();

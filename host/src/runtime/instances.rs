@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
@@ -53,6 +54,9 @@ pub struct Compiled<P = RouteHandlerPre<HostState>> {
     engine: Engine,
     pre: P,
     pub(super) limits: Limits,
+    /// The component's own share of the engine's instance pool, when its
+    /// `max-instances` is below the host's: one permit per live instance.
+    slots: Option<Arc<Semaphore>>,
 }
 
 /// An instance that answered cleanly, with the store it lives in.
@@ -61,6 +65,8 @@ struct Warm<I> {
     instance: I,
     /// Requests it has served.
     served: u32,
+    /// Its permit of the component's share, held while it lives.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// How one call on an instance went: its result, its cost, and the
@@ -100,13 +106,38 @@ impl Compiled {
 }
 
 impl<P: Instantiate> Compiled<P> {
-    pub(super) fn new(sha256: String, engine: Engine, pre: P, limits: Limits) -> Self {
+    /// `pool_instances` is the engine's pool size; a component limited to
+    /// fewer instances counts its own.
+    pub(super) fn new(
+        sha256: String,
+        engine: Engine,
+        pre: P,
+        limits: Limits,
+        pool_instances: u32,
+    ) -> Self {
+        let slots = (limits.max_instances < pool_instances)
+            .then(|| Arc::new(Semaphore::new(limits.max_instances as usize)));
         Compiled {
             sha256,
             engine,
             pre,
             limits,
+            slots,
         }
+    }
+
+    /// A permit for one more instance of this component, or the capacity
+    /// error when its share is taken.
+    fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, CallError> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        slots.clone().try_acquire_owned().map(Some).map_err(|_| {
+            CallError::Capacity(wasmtime::format_err!(
+                "the component's {} instances are all in use",
+                self.limits.max_instances
+            ))
+        })
     }
 
     /// The component ready to serve requests, its metric updates going to
@@ -141,13 +172,23 @@ impl<P: Instantiate> Compiled<P> {
     ) -> Ran<T, P::Instance> {
         // The clock is read for the phases only when they are asked for.
         let begin = phases.is_some().then(Instant::now);
-        let (mut store, instance, served) = match warm {
+        let (mut store, instance, served, slot) = match warm {
             Some(Warm {
                 store,
                 instance,
                 served,
-            }) => (store, Some(instance), served),
-            None => (self.new_store(metrics), None, 0),
+                slot,
+            }) => (store, Some(instance), served, slot),
+            None => match self.slot() {
+                Ok(slot) => (self.new_store(metrics), None, 0, slot),
+                Err(full) => {
+                    return Ran {
+                        result: Err(full),
+                        stats: CallStats::default(),
+                        instance: None,
+                    };
+                }
+            },
         };
         store.epoch_deadline_async_yield_and_update(1);
         store.data_mut().limiter.refused = false;
@@ -177,6 +218,7 @@ impl<P: Instantiate> Compiled<P> {
                 store,
                 instance,
                 served: served + 1,
+                slot,
             }),
             _ => None,
         };

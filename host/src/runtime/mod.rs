@@ -62,6 +62,44 @@ pub struct Limits {
     pub instance_reuse: u32,
 }
 
+impl Limits {
+    /// Checks that a component's own limits stay within the host's: the
+    /// instance pool, its memory slots and the time limit are the host's.
+    pub fn check_within(&self, host: &Limits) -> Result<()> {
+        let within = |what: &str, own: String, hosts: String, ok: bool| {
+            anyhow::ensure!(
+                ok,
+                "{what} {own} is above the host's {hosts} (--{what}); a component's limit can only be lower"
+            );
+            Ok(())
+        };
+        within(
+            "request-timeout",
+            format!("{:?}", self.request_timeout),
+            format!("{:?}", host.request_timeout),
+            self.request_timeout <= host.request_timeout,
+        )?;
+        within(
+            "max-memory",
+            self.max_memory.to_string(),
+            host.max_memory.to_string(),
+            self.max_memory <= host.max_memory,
+        )?;
+        within(
+            "max-instances",
+            self.max_instances.to_string(),
+            host.max_instances.to_string(),
+            self.max_instances <= host.max_instances,
+        )?;
+        within(
+            "instance-reuse",
+            self.instance_reuse.to_string(),
+            host.instance_reuse.to_string(),
+            self.instance_reuse <= host.instance_reuse,
+        )
+    }
+}
+
 impl Default for Limits {
     /// The command line's defaults.
     fn default() -> Self {
@@ -209,9 +247,16 @@ impl Runtime {
         })
     }
 
+    /// The limits of the host, which each component's stay within.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Compiles a component (or takes it from the cache), links it and
-    /// tells which world it implements. `origin` names it in errors.
-    pub fn load(&self, bytes: &[u8], origin: &Path) -> Result<Loaded> {
+    /// tells which world it implements; its calls run under `limits`,
+    /// which must be within the host's. `origin` names it in errors.
+    pub fn load(&self, bytes: &[u8], origin: &Path, limits: Limits) -> Result<Loaded> {
+        limits.check_within(&self.limits)?;
         let sha256 = hex(&Sha256::digest(bytes));
         let compile = || {
             Component::new(&self.engine, bytes).with_context(|| {
@@ -228,12 +273,14 @@ impl Runtime {
                 origin.display()
             )
         })?;
-        let (engine, limits) = (self.engine.clone(), self.limits);
+        let (engine, pool) = (self.engine.clone(), self.limits.max_instances);
         match (RouteHandlerPre::new(pre.clone()), ProxyPre::new(pre)) {
             (Ok(pre), Err(_)) => Ok(Loaded::RouteHandler(Compiled::new(
-                sha256, engine, pre, limits,
+                sha256, engine, pre, limits, pool,
             ))),
-            (Err(_), Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(sha256, engine, pre, limits))),
+            (Err(_), Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(
+                sha256, engine, pre, limits, pool,
+            ))),
             (Ok(_), Ok(_)) => bail!(
                 "{} exports both promwasm:app/handler and wasi:http/incoming-handler; a component implements one world",
                 origin.display()
