@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline validation of the Prometheus / Grafana / Kubernetes / Jupyter artifacts:
 #   prometheus/rules.yml, prometheus/rules_test.yml, deploy/*.yaml,
+#   deploy-overlays/two-components/ (a host with [[component]] tables),
 #   dashboards/*.json, notebooks/*.ipynb, image/Containerfile against deploy/.
 #
 # Run from the repository root:
@@ -90,10 +91,18 @@ step "kubernetes-validate --strict (k8s $K8S_VERSION) deploy/{deployment,service
 step "deploy/podmonitor.yaml matches deploy/deployment.yaml" py scripts/artifacts_check_podmonitor.py deploy
 step "image/Containerfile matches deploy/deployment.yaml" py scripts/artifacts_check_image.py .
 step "deploy/hpa.yaml fits the adapter rule and the Deployment" py scripts/artifacts_check_hpa.py deploy "$PROMTOOL"
+# The two-component overlay: the Deployment patched as kustomize does it and
+# the generated ConfigMap through kubernetes-validate --strict, promwasm.toml's
+# [[component]] tables against the volumes mounted (and, with kubectl, the
+# same result as `kubectl kustomize`).
+step "deploy-overlays/two-components (kubernetes-validate --strict k8s $K8S_VERSION, [[component]] tables fit the mounts)" \
+  py scripts/artifacts_check_components.py deploy-overlays/two-components --kubernetes-version "$K8S_VERSION"
 if command -v kubectl >/dev/null 2>&1; then
   step "kubectl kustomize deploy" sh -c 'kubectl kustomize deploy >/dev/null'
+  step "kubectl kustomize deploy-overlays/two-components" sh -c 'kubectl kustomize deploy-overlays/two-components >/dev/null'
 else
   skip "kubectl kustomize deploy" "kubectl not installed"
+  skip "kubectl kustomize deploy-overlays/two-components" "kubectl not installed"
 fi
 
 # --- Grafana dashboards + PromQL of dashboards and rules ----------------------

@@ -1,0 +1,111 @@
+//! The single-component exposition is fixed: after the same requests, the
+//! example's `/metrics` (text and OpenMetrics) is byte for byte the one in
+//! `tests/golden/`, apart from what timing decides (latency buckets and
+//! sums, timestamps, process figures) and the order of series within a
+//! family (a hash map's). Serving several components adds a `component`
+//! label; serving one must not.
+
+mod support;
+
+use support::{Promwasm, raw, repo_root, request};
+
+/// The same requests every time: every kind of answer the example gives.
+fn traffic(app: &Promwasm) {
+    for (path, user, status) in [
+        ("/", "john", 200),
+        ("/", "ann", 200),
+        ("/square?num=3", "john", 200),
+        ("/square?num=x", "john", 400),
+        ("/even?num=4", "ann", 200),
+        ("/even?num=-3", "ann", 200),
+        ("/healthz", "john", 200),
+        ("/nowhere", "john", 404),
+    ] {
+        assert_eq!(app.get_as(path, user).status, status, "{path}");
+    }
+    assert_eq!(request("POST", &app.url("/square"), &[], b"").status, 405);
+    assert_eq!(request("OPTIONS", &app.url("/even"), &[], b"").status, 200);
+    assert_eq!(request("HEAD", &app.url("/"), &[], b"").status, 200);
+    // Not HTTP: refused before routing.
+    let (answer, _) = raw(&app.base, b"THIS IS NOT HTTP\r\n\r\n", true);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    // Let the connection task record it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+/// Whether a sample's value depends on timing.
+fn timed(name: &str) -> bool {
+    name.starts_with("process_")
+        || name.ends_with("_seconds")
+        || name.ends_with("_seconds_bucket")
+        || name.ends_with("_seconds_sum")
+        || name.starts_with("promwasm_guest_memory_bytes")
+}
+
+/// The exposition with timed values as `T`, the sha256 label as `SHA`, and
+/// the samples of each family sorted.
+fn normalized(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut samples: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            samples.sort();
+            out.append(&mut samples);
+            out.push(line.to_string());
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let name = series.split('{').next().unwrap_or(series);
+        let series = match series.find("sha256=\"") {
+            Some(at) => {
+                let end = at + 8 + series[at + 8..].find('"').expect("closing quote");
+                format!("{}sha256=\"SHA{}", &series[..at], &series[end..])
+            }
+            None => series.to_string(),
+        };
+        let value = if timed(name) { "T" } else { value };
+        samples.push(format!("{series} {value}"));
+    }
+    samples.sort();
+    out.append(&mut samples);
+    out.join("\n") + "\n"
+}
+
+fn golden(name: &str) -> std::path::PathBuf {
+    repo_root().join("tests/golden").join(name)
+}
+
+/// Compares with the golden file, or writes it with
+/// `PROMWASM_WRITE_GOLDEN=1` (to record a deliberate change).
+fn check(name: &str, text: &str) {
+    let actual = normalized(text);
+    let path = golden(name);
+    if std::env::var_os("PROMWASM_WRITE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    if actual != expected {
+        let diff: Vec<String> = (expected.lines().zip(actual.lines()))
+            .filter(|(e, a)| e != a)
+            .take(10)
+            .map(|(e, a)| format!("- {e}\n+ {a}"))
+            .collect();
+        panic!(
+            "{name} changed ({} lines expected, {} got); first differences:\n{}",
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_single_component_exposition_is_unchanged() {
+    let app = Promwasm::start(&[]);
+    traffic(&app);
+    let text = request("GET", &app.metrics_url, &[], b"").body;
+    check("example.prom", &text);
+    check("example.openmetrics", &app.openmetrics());
+}
