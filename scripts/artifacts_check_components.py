@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Check a kustomize overlay that runs promwasm with [[component]] tables.
+"""Check a kustomize Component that runs promwasm with [[component]] tables.
 
-The overlay (default deploy-overlays/two-components) builds on deploy/: a
-configMapGenerator holding promwasm.toml and a strategic-merge patch of the
-Deployment. This applies the patch the way kustomize does (containers merged
-by name, volumeMounts by mountPath, volumes by name, env by name, ports by
-containerPort; any other list, `args` included, replaced whole), generates the
-ConfigMap, and checks:
+The Component (default deploy/two-components) applies to the base deploy/
+(default; --base): a configMapGenerator holding promwasm.toml and a
+strategic-merge patch of the Deployment. This applies the patch the way
+kustomize does (containers merged by name, volumeMounts by mountPath, volumes
+by name, env by name, ports by containerPort; any other list, `args`
+included, replaced whole), generates the ConfigMap, and checks:
 
+  * the Component's kustomization.yaml is a kustomize.config.k8s.io/v1alpha1
+    Component without resources of its own, and the base's
+    kustomization.yaml does not enable it (deploy/ stays single-component);
   * the patched Deployment and the ConfigMap pass kubernetes-validate --strict;
   * the args are the base Deployment's (the image's CMD) plus one
     `--config PATH`, and PATH is a key of a generated ConfigMap where a
@@ -21,11 +24,14 @@ ConfigMap, and checks:
     resolves it) under a read-only volumeMount whose volume holds files (not
     an emptyDir nothing fills, nor a ConfigMap without that key);
   * the probes' path falls under a component's mount;
-  * with kubectl on PATH (or --kubectl), `kubectl kustomize OVERLAY` renders
-    the same Deployment pod spec and ConfigMap data (the generated name's hash
-    suffix aside).
+  * with kubectl on PATH (or --kubectl), `kubectl kustomize` of a temporary
+    overlay (`resources: [BASE]`, `components: [COMPONENT]`, both as paths
+    relative to it: kustomize refuses absolute ones) renders the same
+    Deployment pod spec and ConfigMap data (the generated name's hash suffix
+    aside).
 
-Usage: artifacts_check_components.py [OVERLAY] [--kubernetes-version V]
+Usage: artifacts_check_components.py [COMPONENT] [--base DIR]
+                                     [--kubernetes-version V]
                                      [--kubectl PATH | --no-kubectl]
 Prints one line per problem, naming the file, and exits 1 if there is any.
 """
@@ -37,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 
 import kubernetes_validate
@@ -134,7 +141,8 @@ def mount_covers(mount, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("overlay", nargs="?", default="deploy-overlays/two-components")
+    ap.add_argument("component", nargs="?", default="deploy/two-components")
+    ap.add_argument("--base", default="deploy", help="the kustomization the Component applies to")
     ap.add_argument("--kubernetes-version", default=os.environ.get("K8S_VERSION", "1.32.0"))
     ap.add_argument("--example-config", default="promwasm.example.toml")
     ap.add_argument("--kubectl", default=shutil.which("kubectl"))
@@ -147,16 +155,23 @@ def main():
         problems.append(msg)
         print(f"ERROR {msg}", file=sys.stderr)
 
-    kpath = os.path.join(args.overlay, "kustomization.yaml")
+    kpath = os.path.join(args.component, "kustomization.yaml")
     kust = load_yaml(kpath)[0]
+    if (kust.get("apiVersion"), kust.get("kind")) != ("kustomize.config.k8s.io/v1alpha1", "Component"):
+        problem(f"{kpath}: apiVersion/kind {kust.get('apiVersion')}/{kust.get('kind')}, "
+                f"expected kustomize.config.k8s.io/v1alpha1/Component")
+    if kust.get("resources"):
+        problem(f"{kpath}: a Component with resources {kust['resources']}: the base is the "
+                f"kustomization that lists it in `components`, not one of its resources")
 
     # --- the base's Deployment -------------------------------------------------
-    bases = [r for r in kust.get("resources") or [] if os.path.isdir(os.path.join(args.overlay, r))]
-    if len(bases) != 1:
-        problem(f"{kpath}: expected one base directory in resources, found {bases}")
-        return 1
-    base_dir = os.path.normpath(os.path.join(args.overlay, bases[0]))
-    base_kust = load_yaml(os.path.join(base_dir, "kustomization.yaml"))[0]
+    base_dir = os.path.normpath(args.base)
+    base_kpath = os.path.join(base_dir, "kustomization.yaml")
+    base_kust = load_yaml(base_kpath)[0]
+    component_abs = os.path.realpath(args.component)
+    if any(os.path.realpath(os.path.join(base_dir, x)) == component_abs for x in base_kust.get("components") or []):
+        problem(f"{base_kpath}: lists {args.component} in components; the default deployment stays "
+                f"single-component (enable it in an overlay of {base_dir})")
     deployments = []
     for r in base_kust.get("resources") or []:
         for doc in load_yaml(os.path.join(base_dir, r)):
@@ -173,9 +188,9 @@ def main():
         data, sources = {}, {}
         for spec in g.get("files") or []:
             key, _, src = spec.partition("=") if "=" in spec else (posixpath.basename(spec), "", spec)
-            with open(os.path.join(args.overlay, src), encoding="utf-8") as f:
+            with open(os.path.join(args.component, src), encoding="utf-8") as f:
                 data[key] = f.read()
-            sources[key] = os.path.join(args.overlay, src)
+            sources[key] = os.path.join(args.component, src)
         for lit in g.get("literals") or []:
             key, _, value = lit.partition("=")
             data[key] = value
@@ -192,7 +207,7 @@ def main():
     if not patch_files:
         problem(f"{kpath}: no patch of the Deployment")
     for pf in patch_files:
-        ppath = os.path.join(args.overlay, pf)
+        ppath = os.path.join(args.component, pf)
         for patch in load_yaml(ppath):
             if patch.get("kind") != "Deployment" or patch["metadata"]["name"] != base["metadata"]["name"]:
                 problem(f"{ppath}: patches {patch.get('kind')}/{patch['metadata'].get('name')}, not the base Deployment")
@@ -374,9 +389,22 @@ def main():
 
     # --- what kustomize itself renders ------------------------------------------------
     if args.kubectl and not args.no_kubectl:
-        res = subprocess.run([args.kubectl, "kustomize", args.overlay], capture_output=True, text=True)
+        what = f"kubectl kustomize of resources [{base_dir}] + components [{args.component}]"
+        with tempfile.TemporaryDirectory(prefix="promwasm-components-") as tmp:
+            # kustomize takes neither an absolute base nor an absolute
+            # component ("new root ... cannot be absolute"); relative paths
+            # leading out of the overlay's directory are fine for both.
+            rel = lambda p: os.path.relpath(os.path.realpath(p), os.path.realpath(tmp))
+            with open(os.path.join(tmp, "kustomization.yaml"), "w", encoding="utf-8") as f:
+                yaml.safe_dump({
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": [rel(base_dir)],
+                    "components": [rel(args.component)],
+                }, f)
+            res = subprocess.run([args.kubectl, "kustomize", tmp], capture_output=True, text=True)
         if res.returncode != 0:
-            problem(f"kubectl kustomize {args.overlay} failed: {res.stderr.strip()}")
+            problem(f"{what} failed: {res.stderr.strip()}")
         else:
             docs = [d for d in yaml.safe_load_all(res.stdout) if d]
             dep = next((d for d in docs if d.get("kind") == "Deployment"), None)
@@ -391,22 +419,22 @@ def main():
                 if "configMap" in v:
                     v["configMap"]["name"] = re.sub(r"-[a-z0-9]{10}$", "", v["configMap"]["name"])
             if canonical(got) != canonical(want):
-                problem(f"kubectl kustomize {args.overlay}: the Deployment's pod spec differs from the patch applied here:\n"
+                problem(f"{what}: the Deployment's pod spec differs from the patch applied here:\n"
                         f"  kustomize: {canonical(got)}\n  here:      {canonical(want)}")
             for n, (cm, _) in configmaps.items():
                 if n not in rendered or rendered[n].get("data") != cm["data"]:
-                    problem(f"kubectl kustomize {args.overlay}: ConfigMap {n} is missing or has other data")
+                    problem(f"{what}: ConfigMap {n} is missing or has other data")
             for d in [dep] + list(rendered.values()):
                 if d is None:
                     continue
                 try:
                     kubernetes_validate.validate(d, args.kubernetes_version, strict=True)
                 except Exception as e:
-                    problem(f"kubectl kustomize {args.overlay}: {d['kind']}/{d['metadata']['name']} does not validate: {e}")
-            print(f"kubectl kustomize {args.overlay}: renders the same Deployment and ConfigMap", file=sys.stderr)
+                    problem(f"{what}: {d['kind']}/{d['metadata']['name']} does not validate: {e}")
+            print(f"{what}: renders the same Deployment and ConfigMap", file=sys.stderr)
 
     if not problems:
-        print(f"OK {args.overlay}: {len(components)} components ({', '.join(c_['name'] for c_ in components)}) "
+        print(f"OK {args.component} on {base_dir}: {len(components)} components ({', '.join(c_['name'] for c_ in components)}) "
               f"in {toml_file}, --config {config_path}; patched Deployment and ConfigMap valid "
               f"(k8s {args.kubernetes_version}, strict)")
     return report(problems)
@@ -424,7 +452,7 @@ def canonical(obj):
 
 def report(problems):
     if problems:
-        print(f"components overlay: {len(problems)} problem(s)", file=sys.stderr)
+        print(f"components check: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     return 0
 

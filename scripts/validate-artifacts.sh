@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline validation of the Prometheus / Grafana / Kubernetes / Jupyter artifacts:
 #   prometheus/rules.yml, prometheus/rules_test.yml, deploy/*.yaml,
-#   deploy-overlays/two-components/ (a host with [[component]] tables),
+#   deploy/two-components/ (a kustomize Component: a host with [[component]] tables),
 #   dashboards/*.json, notebooks/*.ipynb, image/Containerfile against deploy/.
 #
 # Run from the repository root:
@@ -36,7 +36,8 @@ skipped=0
 failures=()
 log="$(mktemp -t validate-artifacts.XXXXXX)"
 exprs="$(mktemp -t artifacts-exprs.XXXXXX)"
-trap 'rm -f "$log" "$exprs"' EXIT
+ktmp=""
+trap 'rm -f "$log" "$exprs"; if [[ -n "$ktmp" ]]; then rm -rf "$ktmp"; fi' EXIT
 
 # step NAME CMD...: run CMD, print its output indented, count the result.
 step() {
@@ -91,18 +92,69 @@ step "kubernetes-validate --strict (k8s $K8S_VERSION) deploy/{deployment,service
 step "deploy/podmonitor.yaml matches deploy/deployment.yaml" py scripts/artifacts_check_podmonitor.py deploy
 step "image/Containerfile matches deploy/deployment.yaml" py scripts/artifacts_check_image.py .
 step "deploy/hpa.yaml fits the adapter rule and the Deployment" py scripts/artifacts_check_hpa.py deploy "$PROMTOOL"
-# The two-component overlay: the Deployment patched as kustomize does it and
-# the generated ConfigMap through kubernetes-validate --strict, promwasm.toml's
-# [[component]] tables against the volumes mounted (and, with kubectl, the
-# same result as `kubectl kustomize`).
-step "deploy-overlays/two-components (kubernetes-validate --strict k8s $K8S_VERSION, [[component]] tables fit the mounts)" \
-  py scripts/artifacts_check_components.py deploy-overlays/two-components --kubernetes-version "$K8S_VERSION"
+# The two-component Component (not enabled in deploy/kustomization.yaml): the
+# Deployment patched as kustomize does it and the generated ConfigMap through
+# kubernetes-validate --strict, promwasm.toml's [[component]] tables against
+# the volumes mounted (and, with kubectl, the same result as `kubectl
+# kustomize` of an overlay of deploy/ with the Component).
+step "deploy/two-components (kubernetes-validate --strict k8s $K8S_VERSION, [[component]] tables fit the mounts)" \
+  py scripts/artifacts_check_components.py deploy/two-components --base deploy --kubernetes-version "$K8S_VERSION"
+
+# kustomize_two_components: `kubectl kustomize` of a temporary overlay
+# (`resources: [deploy]`, `components: [deploy/two-components]`), as a user
+# enables the Component, and check that the rendered Deployment mounts the
+# generated ConfigMap and passes --config /etc/promwasm/promwasm.toml.
+# kustomize refuses absolute paths there ("new root ... cannot be absolute")
+# but follows relative ones out of the overlay's directory, so the overlay,
+# in a mktemp directory, reaches the repository through ../ up to /.
+kustomize_two_components() {
+  ktmp="$(mktemp -d -t promwasm-kustomize.XXXXXX)"
+  local dir up="" root rc=0
+  dir="$(cd "$ktmp" && pwd -P)"
+  while [[ "$dir" != / ]]; do
+    up+="../"
+    dir="$(dirname "$dir")"
+  done
+  root="$(pwd -P)"
+  root="${up}${root#/}"
+  printf '%s\n' \
+    "apiVersion: kustomize.config.k8s.io/v1beta1" \
+    "kind: Kustomization" \
+    "resources:" \
+    "  - $root/deploy" \
+    "components:" \
+    "  - $root/deploy/two-components" >"$ktmp/kustomization.yaml"
+  echo "overlay: resources [$root/deploy], components [$root/deploy/two-components]"
+  kubectl kustomize "$ktmp" >"$ktmp/out.yaml" || rc=$?
+  if ((rc == 0)); then
+    # Keys come sorted: in the ConfigMap, kind before metadata.name; in the
+    # Deployment's volumes, `- configMap:` and then its keys, name among them.
+    awk -v want=/etc/promwasm/promwasm.toml '
+      /^---/ { kind = ""; incm = 0 }
+      /^kind: / { kind = $2 }
+      kind == "ConfigMap" && /^  name: / { cm = $2 }
+      kind == "Deployment" && prev ~ /^ *- --config$/ && $0 ~ ("^ *- " want "$") { config = 1 }
+      kind == "Deployment" && /^ *- configMap:$/ { incm = 1 }
+      kind == "Deployment" && incm && /^ *name: / { ref[$2] = 1; incm = 0 }
+      { prev = $0 }
+      END {
+        if (cm == "") { print "no ConfigMap rendered"; exit 1 }
+        if (!(cm in ref)) { print "the Deployment has no volume of the ConfigMap " cm; exit 1 }
+        if (!config) { print "the Deployment has no --config " want " in its args"; exit 1 }
+        print "Deployment: a volume of the ConfigMap " cm ", --config " want
+      }' "$ktmp/out.yaml" || rc=$?
+  fi
+  rm -rf "$ktmp"
+  ktmp=""
+  return "$rc"
+}
+
 if command -v kubectl >/dev/null 2>&1; then
   step "kubectl kustomize deploy" sh -c 'kubectl kustomize deploy >/dev/null'
-  step "kubectl kustomize deploy-overlays/two-components" sh -c 'kubectl kustomize deploy-overlays/two-components >/dev/null'
+  step "kubectl kustomize deploy + components: [deploy/two-components] (ConfigMap volume, --config)" kustomize_two_components
 else
   skip "kubectl kustomize deploy" "kubectl not installed"
-  skip "kubectl kustomize deploy-overlays/two-components" "kubectl not installed"
+  skip "kubectl kustomize deploy + components: [deploy/two-components]" "kubectl not installed"
 fi
 
 # --- Grafana dashboards + PromQL of dashboards and rules ----------------------
