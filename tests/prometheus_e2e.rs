@@ -511,11 +511,11 @@ fn expected_even_buckets() -> Vec<(f64, f64)> {
 const EMPTY_ON_HEALTHY_TRAFFIC: [(&str, &str); 7] = [
     (
         "guest failures only",
-        r#"sum by (path, reason) (rate(promwasm_guest_failures_total{app="sbd-prometheus-flask-app"}[1m]))"#,
+        r#"sum by (path, reason) (rate(promwasm_guest_failures_total{app="sbd-prometheus-flask-app",component=~".*"}[1m]))"#,
     ),
     (
         "exceptions only",
-        r#"sum by (method, status) (rate(flask_http_request_exceptions_total{app="sbd-prometheus-flask-app"}[1m]))"#,
+        r#"sum by (method, status) (rate(flask_http_request_exceptions_total{app="sbd-prometheus-flask-app",component=~".*"}[1m]))"#,
     ),
     (
         "rejections only",
@@ -523,7 +523,7 @@ const EMPTY_ON_HEALTHY_TRAFFIC: [(&str, &str); 7] = [
     ),
     (
         "5xx only (rule path:flask_http_request_errors:rate5m)",
-        r#"sum by (path) (rate(flask_http_request_duration_seconds_count{status=~"5.."}[5m]))"#,
+        r#"sum by (component, path) (rate(flask_http_request_duration_seconds_count{status=~"5.."}[5m]))"#,
     ),
     (
         "alert PromwasmHighErrorRatio (5xx ratio > 5%)",
@@ -858,6 +858,94 @@ fn prometheus_scrapes_a_wasi_http_component() {
     assert_eq!(
         prom.scalar(r#"sum(flask_http_request_total{method="GET",status="200"})"#),
         f64::from(sent)
+    );
+}
+
+/// A config file with two `[[component]]` tables, in a directory removed on
+/// drop: the example at `/...`, the wasi:http fixture at `/items/...`.
+struct TwoComponents(PathBuf);
+
+impl TwoComponents {
+    fn new() -> TwoComponents {
+        let dir = std::env::temp_dir().join(format!("promwasm-e2e-two-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "[[component]]\nname = \"example\"\nfile = \"{}\"\nmount = \"/...\"\n\
+             [[component]]\nname = \"shop\"\nfile = \"{}\"\nmount = \"/items/...\"\n\
+             default-prefix = \"flask\"\n[[component.route]]\npath = \"/items/{{id}}\"\n",
+            support::EXAMPLE_WASM,
+            support::HTTP_FIXTURE_WASM
+        );
+        fs::write(dir.join("promwasm.toml"), config).unwrap();
+        TwoComponents(dir)
+    }
+
+    fn config(&self) -> String {
+        self.0.join("promwasm.toml").display().to_string()
+    }
+}
+
+impl Drop for TwoComponents {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn prometheus_sums_two_components_apart_and_together() {
+    let two = TwoComponents::new();
+    let app = Promwasm::start(&["--config", &two.config()]);
+    let prom = Prometheus::start(&[target_of(&app)]);
+    prom.wait_value(r#"up{job="promwasm"}"#, 1.0);
+    let (squares, items) = (4u32, 6u32);
+    for i in 0..squares {
+        assert_eq!(app.get_as(&format!("/even?num={i}"), "john").status, 200);
+    }
+    for i in 0..items {
+        assert_eq!(app.get(&format!("/items/{i}")).status, 200);
+    }
+    assert_eq!(app.get("/nowhere").status, 404);
+    let total = f64::from(squares + items + 1);
+    prom.wait_value("sum(flask_http_request_total)", total);
+
+    let per_component: BTreeMap<String, f64> = prom
+        .query("sum by (component) (flask_http_request_total)")
+        .iter()
+        .map(|s| (s.label("component").to_string(), s.value))
+        .collect();
+    let want: BTreeMap<String, f64> = [
+        ("<none>", 1.0),
+        ("example", f64::from(squares)),
+        ("shop", f64::from(items)),
+    ]
+    .into_iter()
+    .map(|(c, n)| (c.to_string(), n))
+    .collect();
+    assert_eq!(per_component, want);
+
+    // The seed README's three queries, summed over components.
+    let counts = prom.query("sum without (component) (flask_http_request_duration_seconds_count)");
+    let got: BTreeMap<(String, String), f64> = counts
+        .iter()
+        .map(|s| ((s.label("path").to_string(), s.label("status").to_string()), s.value))
+        .collect();
+    let want: BTreeMap<(String, String), f64> = [
+        ("/even", "200", f64::from(squares)),
+        ("/items/{id}", "200", f64::from(items)),
+        ("<unmatched>", "404", 1.0),
+    ]
+    .into_iter()
+    .map(|(p, st, n)| ((p.to_string(), st.to_string()), n))
+    .collect();
+    assert_eq!(got, want);
+    let buckets = prom.query(r#"sum without (component) (flask_app_even_numbers_bucket{le="+Inf"})"#);
+    assert_eq!(buckets.len(), 1, "{buckets:?}");
+    assert_eq!(buckets[0].value, f64::from(squares));
+    assert_eq!(
+        prom.scalar(
+            r#"sum(flask_http_request_duration_seconds_count{app="sbd-prometheus-flask-app"})"#
+        ),
+        total
     );
 }
 

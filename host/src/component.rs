@@ -175,8 +175,11 @@ impl Source {
                 spec.name
             );
             let bytes = spec.bytes().await?;
-            let component = (self.load(spec, families, &bytes).await)
-                .with_context(|| format!("loading {}", spec.name))?;
+            let component = match spec.name.name() {
+                Some(_) => (self.load(spec, families, &bytes).await)
+                    .with_context(|| format!("loading {}", spec.name))?,
+                None => self.load(spec, families, &bytes).await?,
+            };
             mounted.push((spec.mount.clone(), component));
         }
         Ok(mounted)
@@ -241,10 +244,14 @@ impl Source {
         compiled: Compiled,
     ) -> Result<Mounted<Component>> {
         let origin = spec.origin();
+        let settings = match spec.name.name() {
+            Some(_) => "default-prefix and [[component.route]]",
+            None => "--default-prefix and [[route]]",
+        };
         ensure!(
             spec.wasi_http.default_prefix.is_none() && spec.wasi_http.routes.is_empty(),
             "{} is a route-handler component, which declares its own routes and prefix: \
-             default-prefix and [[route]] apply to wasi:http components only",
+             {settings} apply to wasi:http components only",
             origin.display()
         );
         let manifest = compiled

@@ -692,6 +692,58 @@ track = false
     }
 
     #[test]
+    fn component_tables_are_read_with_their_limits() {
+        let (_file, path) = write_config(
+            "max-instances = 50
+[[component]]
+name = \"shop\"
+file = \"shop.wasm\"
+mount = \"/items/...\"
+default-prefix = \"flask\"
+request-timeout = \"250ms\"
+max-memory = \"16MiB\"
+instance-reuse = 3
+[[component.route]]
+path = \"/items/{id}\"
+[[component]]
+name = \"example\"
+file = \"/abs/example.wasm\"
+mount = \"/...\"
+",
+        );
+        let cli = Cli::load_from(["promwasm", "--config", &path]).unwrap();
+        let specs = cli.components().unwrap();
+        let dir = std::path::Path::new(&path).parent().unwrap();
+        let shown: Vec<_> = (specs.iter())
+            .map(|s| (s.name.name().unwrap(), s.file.clone().unwrap(), s.mount.to_string()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("shop", dir.join("shop.wasm"), "/items/...".to_string()),
+                ("example", PathBuf::from("/abs/example.wasm"), "/...".to_string()),
+            ]
+        );
+        let shop = &specs[0];
+        assert_eq!(shop.wasi_http.default_prefix.as_deref(), Some("flask"));
+        assert_eq!(shop.wasi_http.routes.len(), 1);
+        let own = Limits {
+            request_timeout: Duration::from_millis(250),
+            max_memory: 16 << 20,
+            max_instances: 50,
+            instance_reuse: 3,
+            ..Limits::default()
+        };
+        assert_eq!(shop.limits, own);
+        assert_eq!(specs[1].limits, cli.limits());
+
+        let (_file, path) = write_config("[[component]]\nname = \"a\"\nfile = \"a.wasm\"\nmount = \"/...\"\nmax-body = \"1MiB\"\n");
+        let err = format!("{:#}", Cli::load_from(["promwasm", "--config", &path]).unwrap_err());
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("unknown field `max-body`"), "{err}");
+    }
+
+    #[test]
     fn a_request_head_limit_below_hypers_buffer_is_refused() {
         let err = Cli::load_from(["promwasm", "--max-header-bytes", "1KiB"]).unwrap_err();
         assert_eq!(
