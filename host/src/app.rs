@@ -77,7 +77,11 @@ impl App {
         }
         let mut names = Names(HttpMetrics::family_names(prefix).into());
         let guest = (manifest.metrics.iter())
-            .map(|m| check_metric(m, &mut names).with_context(|| format!("metric {:?}", m.name)))
+            .map(|m| {
+                check_metric(m, &mut names)
+                    .and_then(|d| check_component_label(d, component))
+                    .with_context(|| format!("metric {:?}", m.name))
+            })
             .collect::<Result<Vec<_>>>()?;
         for h in &manifest.host_metrics {
             check_host_metric(h, &mut names, &router)
@@ -232,6 +236,17 @@ fn check_metric(m: &Metric, names: &mut Names) -> Result<GuestDecl> {
         kind,
         labels: m.labels.clone(),
     })
+}
+
+/// Where components are named, `component` is the host's label on every
+/// series, so a guest family cannot have a label of that name.
+fn check_component_label(decl: GuestDecl, component: &ComponentLabel) -> Result<GuestDecl> {
+    let taken = component.name().is_some() && decl.labels.iter().any(|l| l == "component");
+    ensure!(
+        !taken,
+        "label \"component\" is the host's on a host of several components"
+    );
+    Ok(decl)
 }
 
 /// Checks one host-recorded metric declaration.
@@ -449,6 +464,23 @@ mod tests {
             refusal(&overlapping),
             "route \"/a\" matches the same paths as route \"/a\""
         );
+    }
+
+    #[test]
+    fn a_named_component_cannot_declare_the_component_label() {
+        let families = Families::new();
+        let options = MetricOptions {
+            default_metrics: true,
+            series: SeriesLimits::default(),
+        };
+        let m = manifest(vec![metric("m", "H", MetricKind::Counter, &["component"])], vec![]);
+        let err = App::new(&m, &families, options, &ComponentLabel::named("shop")).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "metric \"m\": label \"component\" is the host's on a host of several components"
+        );
+        // Alone on its host, a component may use the name.
+        assert!(App::new(&m, &families, options, &ComponentLabel::none()).is_ok());
     }
 
     #[test]

@@ -65,6 +65,9 @@ impl std::fmt::Display for Mount {
 #[derive(Debug)]
 pub struct Mounts {
     router: Router,
+    /// One component at `/...`: every path is its own, no lookup needed
+    /// (the single-component host's every request).
+    only_everything: bool,
 }
 
 impl Mounts {
@@ -81,11 +84,18 @@ impl Mounts {
             path: mount.as_str(),
             track: true,
         }))?;
-        Ok(Mounts { router })
+        let only_everything = matches!(&mounts[..], [(_, mount)] if **mount == Mount::everything());
+        Ok(Mounts {
+            router,
+            only_everything,
+        })
     }
 
     /// The position of the component whose mount takes `path`.
     pub fn find(&self, path: &str) -> Option<usize> {
+        if self.only_everything {
+            return Some(0);
+        }
         match self.router.dispatch(&Method::GET, path) {
             Dispatch::Handle(route) => Some(route.index as usize),
             _ => None,
