@@ -744,6 +744,19 @@ mount = \"/...\"
     }
 
     #[test]
+    fn the_kubernetes_two_component_config_is_valid() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/two-components/promwasm.toml");
+        let cli = Cli::load_from(["promwasm", "--config", file]).unwrap();
+        let specs = cli.components().unwrap();
+        let names: Vec<_> = specs.iter().map(|s| s.name.name().unwrap()).collect();
+        assert_eq!(names, ["example", "shop"]);
+        for spec in &specs {
+            spec.limits.check_within(&cli.limits()).unwrap();
+            assert!(spec.file.as_ref().unwrap().starts_with("/components"));
+        }
+    }
+
+    #[test]
     fn a_request_head_limit_below_hypers_buffer_is_refused() {
         let err = Cli::load_from(["promwasm", "--max-header-bytes", "1KiB"]).unwrap_err();
         assert_eq!(
