@@ -362,7 +362,13 @@ impl<H: Handler> Record<H> {
         {
             http.exception(&self.component, self.method, status.as_u16());
         }
-        tracing::warn!(route = %route.route.template, status = status.as_u16(), "{}", failure.detail);
+        tracing::warn!(
+            component = self.component.name(),
+            route = %route.route.template,
+            status = status.as_u16(),
+            "{}",
+            failure.detail
+        );
     }
 
     /// Records the request in the default families, now that its answer
