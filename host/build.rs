@@ -21,6 +21,8 @@ fn main() {
     for watched in [
         "wit",
         "guest/src",
+        "sdk/rust/src",
+        "sdk/rust/Cargo.toml",
         "seed/src",
         "seed/Cargo.toml",
         "guest/Cargo.toml",

@@ -1,101 +1,79 @@
 //! The seed's example app ("Prometheus Example", a Flask REST API) as a
-//! promwasm route-handler component.
+//! promwasm route-handler component, on the promwasm SDK: read it beside
+//! the Flask app's routes.py. The default HTTP metrics
+//! (`flask_http_request_total`, ...) come from the host.
 //!
-//! The app itself (routes, metrics, answers) is `promwasm-seed` (`seed/`);
-//! this crate turns its declarations into the WIT manifest and records
-//! through the host's `metrics` import. Default HTTP metrics come from the
-//! host for free.
+//! The answers themselves (`num` parsing, the square, evenness) are
+//! `promwasm-seed`'s, which the native baseline of the benchmark shares.
 
-wit_bindgen::generate!({
-    path: "../wit",
-    world: "route-handler",
-});
-
-use exports::promwasm::app::handler::Guest;
-use promwasm::app::metrics;
-use promwasm::app::types::{
-    HostMeasure, HostMetric, Manifest, Metric, MetricKind, Request, Response, Route,
-};
+use promwasm_sdk::{App, Counter, Histogram, Info, Request, Response, get};
 use promwasm_seed as seed;
 
-struct App;
+static TOTAL_AUTHS: Counter = Counter::new(
+    "flask_app_total_auths",
+    "Total number of authentications by user",
+    &["user"],
+);
 
-impl Guest for App {
-    fn describe() -> Manifest {
-        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
-        Manifest {
-            default_prefix: Some(seed::PREFIX.into()),
-            routes: seed::Route::ALL
-                .iter()
-                .map(|route| {
-                    let spec = route.spec();
-                    Route {
-                        methods: strings(spec.methods),
-                        path: spec.path.into(),
-                        track: spec.track,
-                    }
-                })
-                .collect(),
-            metrics: seed::Metric::ALL
-                .iter()
-                .map(|metric| {
-                    let spec = metric.spec();
-                    Metric {
-                        name: spec.name.into(),
-                        help: spec.help.into(),
-                        kind: match spec.kind {
-                            seed::MetricKind::Counter => MetricKind::Counter,
-                            seed::MetricKind::Histogram(b) => MetricKind::Histogram(b.to_vec()),
-                            seed::MetricKind::Info(values) => MetricKind::Info(strings(values)),
-                        },
-                        labels: strings(spec.labels),
-                    }
-                })
-                .collect(),
-            host_metrics: vec![HostMetric {
-                name: seed::IN_PROGRESS.0.into(),
-                help: seed::IN_PROGRESS.1.into(),
-                measure: HostMeasure::InProgress,
-                route: None,
-            }],
+static EVEN_NUMBERS: Histogram = Histogram::new(
+    "flask_app_even_numbers",
+    "Distribution of the numbers sent to /even",
+    &[],
+    &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0],
+);
+
+static APP_INFO: Info = Info::new("flask_app", "Example app version", &[("version", seed::VERSION)]);
+
+fn app() -> App {
+    App::new()
+        .default_prefix("flask")
+        .metric(&TOTAL_AUTHS)
+        .metric(&EVEN_NUMBERS)
+        .metric(&APP_INFO)
+        .in_progress(
+            "flask_request_in_progress",
+            "Number of requests in progress per path",
+        )
+        .before_request(authenticate)
+        .route(get("/"), index)
+        .route(get("/healthz").do_not_track(), healthz)
+        .route(get("/square"), square)
+        .route(get("/even"), even)
+}
+
+/// Counts every routed request by its `user` header.
+fn authenticate(request: &Request) -> Option<Response> {
+    TOTAL_AUTHS.inc(&[request.header("user").unwrap_or("anonymous")]);
+    None
+}
+
+fn index(_: &Request) -> &'static str {
+    "Hello! This is an example app for demonstrating prometheus metrics collection"
+}
+
+fn healthz(_: &Request) -> &'static str {
+    "Success"
+}
+
+fn square(request: &Request) -> (u16, String) {
+    match seed::num_value(request.query("num").as_deref()) {
+        Ok(num) => seed::square(num),
+        Err(message) => (400, message),
+    }
+}
+
+fn even(request: &Request) -> (u16, String) {
+    match seed::num_value(request.query("num").as_deref()) {
+        Ok(num) => {
+            // A negative observation would make the histogram's `_sum`
+            // negative, which OpenMetrics forbids.
+            if num >= 0.0 {
+                EVEN_NUMBERS.observe(num);
+            }
+            (200, seed::is_even(num))
         }
-    }
-
-    fn handle(request: Request) -> Result<Response, String> {
-        let route = seed::Route::from_index(request.route)
-            .ok_or_else(|| format!("no handler for route {}", request.route))?;
-        let user = request
-            .headers
-            .iter()
-            .find(|(name, _)| name == "user")
-            .map(|(_, value)| value.as_str());
-        let (status, body) = seed::handle(route, &request.query, user, &Import)?;
-        Ok(Response {
-            status,
-            headers: vec![],
-            body: body.into_bytes(),
-        })
+        Err(message) => (400, message),
     }
 }
 
-/// The host's `metrics` import.
-struct Import;
-
-impl seed::Recorder for Import {
-    fn counter_add(
-        &self,
-        metric: seed::Metric,
-        labels: &[String],
-        value: f64,
-    ) -> Result<(), String> {
-        metrics::counter_add(metric.handle(), labels, value)
-            .map_err(|e| format!("{}: {e:?}", metric.spec().name))
-    }
-
-    fn histogram_observe(&self, metric: seed::Metric, value: f64) -> Result<(), String> {
-        metrics::histogram_observe(metric.handle(), &[], value)
-            .map_err(|e| format!("{}: {e:?}", metric.spec().name))
-    }
-}
-
-export!(App);
+promwasm_sdk::export_app!(app());

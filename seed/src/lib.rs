@@ -11,7 +11,7 @@
 
 mod params;
 
-pub use params::num_param;
+pub use params::{num_param, num_value};
 
 /// The prefix of the default HTTP families (`flask_http_request_total`...).
 pub const PREFIX: &str = "flask";
@@ -137,6 +137,25 @@ pub trait Recorder {
 /// The answer to one request: its status and body.
 pub type Answer = (u16, String);
 
+/// The answer of `/square` for `num`: Rust's `{:?}` of the square, or 400
+/// when the square is not finite.
+pub fn square(num: f64) -> Answer {
+    let square = num * num;
+    if square.is_finite() {
+        (200, format!("{square:?}"))
+    } else {
+        (
+            400,
+            format!("The square of {num:?} is too large to represent"),
+        )
+    }
+}
+
+/// The answer of `/even` for `num`.
+pub fn is_even(num: f64) -> String {
+    (num % 2.0 == 0.0).to_string()
+}
+
 /// Answers a request for `route` with query string `query` from `user`
 /// (the `user` header). `Err` is a failure the host answers 500.
 pub fn handle(
@@ -156,17 +175,7 @@ pub fn handle(
         ),
         Route::Healthz => (200, "Success".to_string()),
         Route::Square => match num_param(query) {
-            Ok(num) => {
-                let square = num * num;
-                if square.is_finite() {
-                    (200, format!("{square:?}"))
-                } else {
-                    (
-                        400,
-                        format!("The square of {num:?} is too large to represent"),
-                    )
-                }
-            }
+            Ok(num) => square(num),
             Err(message) => (400, message),
         },
         Route::Even => match num_param(query) {
@@ -176,7 +185,7 @@ pub fn handle(
                 if num >= 0.0 {
                     metrics.histogram_observe(Metric::EvenNumbers, num)?;
                 }
-                (200, (num % 2.0 == 0.0).to_string())
+                (200, is_even(num))
             }
             Err(message) => (400, message),
         },

@@ -10,8 +10,14 @@
 pub fn num_param(query: &str) -> Result<f64, String> {
     let raw = form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == "num")
-        .map(|(_, value)| value)
-        .unwrap_or_default();
+        .map(|(_, value)| value);
+    num_value(raw.as_deref())
+}
+
+/// The `num` parameter's decoded value (none when absent) as a finite
+/// float: empty is missing, and surrounding whitespace is ignored.
+pub fn num_value(raw: Option<&str>) -> Result<f64, String> {
+    let raw = raw.unwrap_or_default();
     if raw.is_empty() {
         return Err("Missing request parameter 'num'!".to_string());
     }

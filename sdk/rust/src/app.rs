@@ -1,0 +1,155 @@
+//! An app: its routes with their handlers, its metrics, its hooks.
+
+use crate::metrics::{Declaration, Metric};
+use crate::request::Request;
+use crate::response::{IntoResponse, Response};
+
+/// A route before its handler: a path template (literal segments, or
+/// `{name}` for one whole segment) and the methods it answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub(crate) methods: Vec<String>,
+    pub(crate) path: String,
+    pub(crate) track: bool,
+}
+
+/// A `GET` route (`HEAD` is served with it, without the body).
+pub fn get(path: &str) -> Route {
+    route(path, &["GET"])
+}
+
+/// A `POST` route.
+pub fn post(path: &str) -> Route {
+    route(path, &["POST"])
+}
+
+/// A route answering `methods` (upper case); `OPTIONS` is the host's.
+pub fn route(path: &str, methods: &[&str]) -> Route {
+    Route {
+        methods: methods.iter().map(|m| m.to_string()).collect(),
+        path: path.to_string(),
+        track: true,
+    }
+}
+
+impl Route {
+    /// Leaves the route out of the default HTTP families, as
+    /// prometheus-flask-exporter's `@metrics.do_not_track()`.
+    pub fn do_not_track(mut self) -> Route {
+        self.track = false;
+        self
+    }
+}
+
+type Handler = Box<dyn Fn(&Request) -> Result<Response, String> + Send + Sync>;
+type Hook = Box<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+/// A host-recorded in-progress gauge: name, help, and the route template it
+/// is limited to (none: every route).
+pub(crate) type InProgress = (String, String, Option<String>);
+
+/// A route-handler app, built from names.
+#[derive(Default)]
+pub struct App {
+    pub(crate) prefix: Option<String>,
+    pub(crate) routes: Vec<(Route, Handler)>,
+    pub(crate) metrics: Vec<Declaration>,
+    pub(crate) in_progress: Vec<InProgress>,
+    before: Vec<Hook>,
+}
+
+impl App {
+    pub fn new() -> App {
+        App::default()
+    }
+
+    /// The default HTTP families' prefix: `flask` gives
+    /// `flask_http_request_total`; without one the names are bare.
+    pub fn default_prefix(mut self, prefix: &str) -> App {
+        self.prefix = Some(prefix.to_string());
+        self
+    }
+
+    /// Serves `route` with `handler`, in the order routes are added.
+    pub fn route<R: IntoResponse>(
+        mut self,
+        route: Route,
+        handler: impl Fn(&Request) -> R + Send + Sync + 'static,
+    ) -> App {
+        let handler: Handler = Box::new(move |request| handler(request).into_response());
+        self.routes.push((route, handler));
+        self
+    }
+
+    /// Declares `metric`; its handle works from then on.
+    pub fn metric(mut self, metric: &'static impl Metric) -> App {
+        let handle = self.metrics.len() as u32;
+        self.metrics.push(metric.declare(handle));
+        self
+    }
+
+    /// A gauge of the requests in progress per route, kept by the host
+    /// around every call (as the seed's `flask_request_in_progress`).
+    pub fn in_progress(mut self, name: &str, help: &str) -> App {
+        self.in_progress
+            .push((name.to_string(), help.to_string(), None));
+        self
+    }
+
+    /// Runs `hook` before every handler, as Flask's `before_request`; a
+    /// response it returns is the answer, and the handler is not called.
+    pub fn before_request(
+        mut self,
+        hook: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+    ) -> App {
+        self.before.push(Box::new(hook));
+        self
+    }
+
+    /// Answers a request the host matched to the route at `index`.
+    pub(crate) fn dispatch(&self, index: u32, mut request: Request) -> Result<Response, String> {
+        let (route, handler) = (self.routes.get(index as usize))
+            .ok_or_else(|| format!("the host matched route {index}, which the app does not have"))?;
+        request.params = params(&route.path, &request.path).unwrap_or_default();
+        for hook in &self.before {
+            if let Some(response) = hook(&request) {
+                return Ok(response);
+            }
+        }
+        handler(&request)
+    }
+
+    /// The position of the route that takes `method` on `path`, as the
+    /// host's router would match it (for native tests).
+    pub(crate) fn find(&self, method: &str, path: &str) -> Option<u32> {
+        let allows = |r: &Route| {
+            r.methods.iter().any(|m| m == method) || (method == "HEAD" && r.methods.iter().any(|m| m == "GET"))
+        };
+        let position = |literal: bool| {
+            self.routes.iter().position(|(r, _)| {
+                allows(r) && r.path.contains('{') != literal && params(&r.path, path).is_some()
+            })
+        };
+        position(true).or_else(|| position(false)).map(|i| i as u32)
+    }
+}
+
+/// The `{name}` segments of `template` with what they match in `path`, or
+/// none when `path` does not fit the template.
+pub(crate) fn params(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let (template, path) = (template.strip_prefix('/')?, path.strip_prefix('/')?);
+    let (names, parts): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    if names.len() != parts.len() {
+        return None;
+    }
+    let mut found = Vec::new();
+    for (segment, part) in names.into_iter().zip(parts) {
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) if !part.is_empty() => found.push((name.to_string(), part.to_string())),
+            Some(_) => return None,
+            None if segment == part => {}
+            None => return None,
+        }
+    }
+    Some(found)
+}
