@@ -35,6 +35,8 @@ fn main() {
         "tests/fixtures/http",
         "tests/fixtures/command",
         "tests/fixtures/stray",
+        "tests/fixtures/shop",
+        "sdk/rust/examples",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -66,6 +68,7 @@ fn main() {
         ("promwasm_fixture_clash.wasm", "PROMWASM_FIXTURE_CLASH_WASM"),
         ("promwasm_fixture_http.wasm", "PROMWASM_FIXTURE_HTTP_WASM"),
         ("promwasm_fixture_stray.wasm", "PROMWASM_FIXTURE_STRAY_WASM"),
+        ("promwasm_fixture_shop.wasm", "PROMWASM_FIXTURE_SHOP_WASM"),
         (
             "promwasm-fixture-command.wasm",
             "PROMWASM_FIXTURE_COMMAND_WASM",

@@ -8,11 +8,53 @@ use std::time::Duration;
 
 use support::{Promwasm, Scrape, request, start_failure};
 
+/// Which build of the example app a behaviour test runs on: the one built
+/// now (on the SDK, contract 0.2.0, the host's built-in component), or the
+/// one built against contract 0.1.0 before the SDK, kept as
+/// `tests/fixtures/example-0.1.0.wasm`. Both must behave the same.
+#[derive(Clone, Copy)]
+enum Example {
+    BuiltIn,
+    Contract010,
+}
+
+impl Example {
+    fn start(self) -> Promwasm {
+        match self {
+            Example::BuiltIn => Promwasm::start(&[]),
+            Example::Contract010 => Promwasm::start(&["--component", support::EXAMPLE_0_1_0_WASM]),
+        }
+    }
+}
+
+/// Each behaviour test, once on each build of the example.
+macro_rules! on_both_examples {
+    ($($name:ident),* $(,)?) => {
+        mod built_in {
+            $(#[test] fn $name() { super::$name(super::Example::BuiltIn) })*
+        }
+        mod contract_0_1_0 {
+            $(#[test] fn $name() { super::$name(super::Example::Contract010) })*
+        }
+    };
+}
+
+on_both_examples!(
+    seed_curl_commands_answer_as_the_seed,
+    behaviour_table,
+    unknown_paths_wrong_methods_and_options_never_enter_the_guest,
+    metric_contract_counts_exactly,
+    unknown_paths_share_one_series,
+    even_numbers_histogram_counts_per_bucket,
+    even_numbers_histogram_is_zero_before_any_request,
+    text_format_passes_promtool,
+    openmetrics_format_parses_strictly
+);
+
 const HELLO: &str = "Hello! This is an example app for demonstrating prometheus metrics collection";
 
-#[test]
-fn seed_curl_commands_answer_as_the_seed() {
-    let app = Promwasm::start(&[]);
+fn seed_curl_commands_answer_as_the_seed(example: Example) {
+    let app = example.start();
     let root = app.get_as("/", "john");
     assert_eq!((root.status, root.body.as_str()), (200, HELLO));
     assert_eq!(
@@ -25,9 +67,8 @@ fn seed_curl_commands_answer_as_the_seed() {
     assert_eq!((even.status, even.body.as_str()), (200, "true"));
 }
 
-#[test]
-fn behaviour_table() {
-    let app = Promwasm::start(&[]);
+fn behaviour_table(example: Example) {
+    let app = example.start();
     let cases: &[(&str, u16, &str)] = &[
         ("/healthz", 200, "Success"),
         ("/square?num=20", 200, "400.0"),
@@ -126,9 +167,8 @@ fn behaviour_table() {
     );
 }
 
-#[test]
-fn unknown_paths_wrong_methods_and_options_never_enter_the_guest() {
-    let app = Promwasm::start(&[]);
+fn unknown_paths_wrong_methods_and_options_never_enter_the_guest(example: Example) {
+    let app = example.start();
     // The guest counts every request it is handed in total_auths.
     let auths = |s: &Scrape| s.value("flask_app_total_auths_total", &[("user", "ghost")]);
     let before = app.scrape();
@@ -159,9 +199,8 @@ fn unknown_paths_wrong_methods_and_options_never_enter_the_guest() {
 }
 
 /// After N requests of each kind, each counted series rises by exactly N.
-#[test]
-fn metric_contract_counts_exactly() {
-    let app = Promwasm::start(&[]);
+fn metric_contract_counts_exactly(example: Example) {
+    let app = example.start();
     let before = app.scrape();
     const N: usize = 7;
     for _ in 0..N {
@@ -313,9 +352,8 @@ fn metric_contract_counts_exactly() {
     assert!(after.value("process_virtual_memory_bytes", &[]) >= rss);
 }
 
-#[test]
-fn unknown_paths_share_one_series() {
-    let app = Promwasm::start(&[]);
+fn unknown_paths_share_one_series(example: Example) {
+    let app = example.start();
     let series = |s: &Scrape| s.series("flask_http_request_duration_seconds_count").len();
     let before = series(&app.scrape());
     // Distinct pseudo-random paths.
@@ -344,9 +382,8 @@ fn unknown_paths_share_one_series() {
     );
 }
 
-#[test]
-fn even_numbers_histogram_counts_per_bucket() {
-    let app = Promwasm::start(&[]);
+fn even_numbers_histogram_counts_per_bucket(example: Example) {
+    let app = example.start();
     let numbers = [
         "0", "0.5", "1", "5", "10", "10.5", "99", "100", "1000", "5000", "99999", "123456", "-4",
         "2.5",
@@ -388,9 +425,8 @@ fn even_numbers_histogram_counts_per_bucket() {
     assert_eq!(s.get("flask_app_even_numbers_sum", &[]), Some(sum));
 }
 
-#[test]
-fn even_numbers_histogram_is_zero_before_any_request() {
-    let app = Promwasm::start(&[]);
+fn even_numbers_histogram_is_zero_before_any_request(example: Example) {
+    let app = example.start();
     let s = app.scrape();
     assert_eq!(s.get("flask_app_even_numbers_count", &[]), Some(0.0));
     assert_eq!(
@@ -491,9 +527,8 @@ fn exemplars_are_openmetrics_only_and_the_trace_context_reaches_guests() {
     }
 }
 
-#[test]
-fn text_format_passes_promtool() {
-    let app = Promwasm::start(&[]);
+fn text_format_passes_promtool(example: Example) {
+    let app = example.start();
     traffic(&app);
     let reply = request("GET", &app.metrics_url, &[], b"");
     assert_eq!(
@@ -536,9 +571,8 @@ fn text_format_passes_promtool() {
     );
 }
 
-#[test]
-fn openmetrics_format_parses_strictly() {
-    let app = Promwasm::start(&[]);
+fn openmetrics_format_parses_strictly(example: Example) {
+    let app = example.start();
     traffic(&app);
     let reply = request(
         "GET",
@@ -866,4 +900,40 @@ fn compiled_artifact_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     // Logs to a pipe carry no colour codes.
     assert!(!fifth.contains('\x1b'), "{fifth:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The README's SDK app, built as a component on contract 0.2.0: the host
+/// hands it the `{item}` parameter by name, the headers and the body, and
+/// records its metrics and the default families under its prefix.
+#[test]
+fn the_readmes_sdk_app_is_served_as_documented() {
+    let app = Promwasm::start(&["--component", env!("PROMWASM_FIXTURE_SHOP_WASM")]);
+    let key = [("api-key", "k")];
+    let order = request("POST", &app.url("/orders/tea?count=2"), &key, b"");
+    assert_eq!((order.status, order.body.as_str()), (201, "ordered 2 x tea"));
+    let order = request("POST", &app.url("/orders/green%20tea"), &key, b"a body");
+    assert_eq!((order.status, order.body.as_str()), (201, "ordered 1 x green%20tea"));
+    let refused = request("POST", &app.url("/orders/tea"), &[], b"");
+    assert_eq!((refused.status, refused.body.as_str()), (401, "an api-key header, please"));
+    let bad = request("POST", &app.url("/orders/tea?count=x"), &key, b"");
+    assert_eq!((bad.status, bad.body.as_str()), (400, "count is a whole number"));
+    // The hook runs before every route, as Flask's before_request does.
+    assert_eq!(request("GET", &app.url("/healthz"), &key, b"").body, "ok");
+    assert_eq!(app.get("/healthz").status, 401);
+    assert_eq!(request("GET", &app.url("/orders/tea"), &key, b"").status, 405);
+
+    let s = app.scrape();
+    assert_eq!(s.value("shop_orders_total", &[("item", "tea")]), 2.0);
+    assert_eq!(s.value("shop_orders_total", &[("item", "green%20tea")]), 1.0);
+    assert_eq!(s.value("shop_basket_items_count", &[]), 2.0);
+    assert_eq!(s.value("shop_basket_items_sum", &[]), 3.0);
+    let orders = |status: &str| {
+        s.value(
+            "shop_http_request_duration_seconds_count",
+            &[("method", "POST"), ("path", "/orders/{item}"), ("status", status)],
+        )
+    };
+    assert_eq!((orders("201"), orders("401"), orders("400")), (2.0, 1.0, 1.0));
+    assert!(s.get("shop_http_request_duration_seconds_count", &[("method", "GET"), ("path", "/healthz"), ("status", "200")]).is_none());
+    assert_eq!(s.value("shop_in_progress", &[("path", "/orders/{item}")]), 0.0);
 }

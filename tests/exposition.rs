@@ -42,8 +42,9 @@ fn timed(name: &str) -> bool {
         || name.starts_with("promwasm_guest_memory_bytes")
 }
 
-/// The exposition with timed values as `T`, the sha256 label as `SHA`, and
-/// the samples of each family sorted.
+/// The exposition with timed values as `T`, the component's `sha256` and
+/// file `name` labels as `SHA` and `NAME`, and the samples of each family
+/// sorted.
 fn normalized(text: &str) -> String {
     let mut out = Vec::new();
     let mut samples: Vec<String> = Vec::new();
@@ -56,19 +57,25 @@ fn normalized(text: &str) -> String {
         }
         let (series, value) = line.rsplit_once(' ').expect("a sample line");
         let name = series.split('{').next().unwrap_or(series);
-        let series = match series.find("sha256=\"") {
-            Some(at) => {
-                let end = at + 8 + series[at + 8..].find('"').expect("closing quote");
-                format!("{}sha256=\"SHA{}", &series[..at], &series[end..])
-            }
-            None => series.to_string(),
-        };
+        let series = masked(&masked(series, "sha256", "SHA"), "name", "NAME");
         let value = if timed(name) { "T" } else { value };
         samples.push(format!("{series} {value}"));
     }
     samples.sort();
     out.append(&mut samples);
     out.join("\n") + "\n"
+}
+
+/// `series` with the value of its label `label` (if any) as `mask`.
+fn masked(series: &str, label: &str, mask: &str) -> String {
+    let key = format!("{{{label}=\"");
+    let key_after = format!(",{label}=\"");
+    let Some(at) = series.find(&key).or_else(|| series.find(&key_after)) else {
+        return series.to_string();
+    };
+    let start = at + key.len();
+    let end = start + series[start..].find('"').expect("closing quote");
+    format!("{}{mask}{}", &series[..start], &series[end..])
 }
 
 fn golden(name: &str) -> std::path::PathBuf {
@@ -101,11 +108,20 @@ fn check(name: &str, text: &str) {
     }
 }
 
-#[test]
-fn the_single_component_exposition_is_unchanged() {
-    let app = Promwasm::start(&[]);
-    traffic(&app);
+fn exposition_after_traffic(app: &Promwasm) {
+    traffic(app);
     let text = request("GET", &app.metrics_url, &[], b"").body;
     check("example.prom", &text);
     check("example.openmetrics", &app.openmetrics());
+}
+
+#[test]
+fn the_single_component_exposition_is_unchanged() {
+    exposition_after_traffic(&Promwasm::start(&[]));
+}
+
+/// The example as built against contract 0.1.0 gives the same exposition.
+#[test]
+fn a_contract_0_1_0_component_gives_the_same_exposition() {
+    exposition_after_traffic(&Promwasm::start(&["--component", support::EXAMPLE_0_1_0_WASM]));
 }

@@ -369,7 +369,7 @@ fn components_the_host_cannot_serve_are_refused_by_name() {
         "{err}"
     );
     assert!(
-        err.contains("promwasm:app/handler@0.1.0 (the promwasm:app/route-handler world) or wasi:http/incoming-handler@0.2 (the wasi:http/proxy world)"),
+        err.contains("promwasm:app/handler@0.2.0 or @0.1.0 (the promwasm:app/route-handler world) or wasi:http/incoming-handler@0.2 (the wasi:http/proxy world)"),
         "{err}"
     );
 

@@ -26,7 +26,10 @@ use ::promwasm::guest_metrics::SeriesLimits;
 use ::promwasm::labels::{ComponentLabel, RequestLabels};
 use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
-use ::promwasm::runtime::{CallStats, Compiled, Guest, Limits, Loaded, Runtime, Update, types};
+use ::promwasm::runtime::{
+    CallStats, Limits, Loaded, RouteHandlerCompiled, RouteHandlerGuest, RouteRequest, Runtime,
+    Update, types,
+};
 use ::promwasm::trace::sampled_trace;
 use promwasm_seed::{Metric, Route};
 
@@ -64,7 +67,7 @@ fn main() {
 }
 
 /// The example component, compiled under `limits`.
-fn load(limits: Limits) -> Compiled {
+fn load(limits: Limits) -> RouteHandlerCompiled {
     let loaded = Runtime::new(limits, None)
         .expect("runtime")
         .load(EXAMPLE_COMPONENT, Path::new("<example>"), limits)
@@ -76,7 +79,7 @@ fn load(limits: Limits) -> Compiled {
 }
 
 /// The example component serving the families of `app`.
-fn serving(limits: Limits, app: &App) -> Guest {
+fn serving(limits: Limits, app: &App) -> RouteHandlerGuest {
     load(limits).serve(app.guest_metrics.clone())
 }
 
@@ -94,7 +97,7 @@ fn square_parts() -> hyper::http::request::Parts {
 }
 
 /// The request wrk sends, as the host hands it to the guest.
-fn square_request() -> types::Request {
+fn square_request() -> RouteRequest {
     route_handler::guest_request(&square_parts(), ROUTE_SQUARE, bytes::Bytes::new())
 }
 

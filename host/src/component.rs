@@ -21,13 +21,14 @@ use crate::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Refusal};
 use crate::registry::Families;
 use crate::routes::PathTemplate;
 use crate::runtime::{
-    CallError, Compiled, Guest, HostState, Limits, Loaded, Runtime, WasiHttpGuest,
+    CallError, Compiled, HostState, Limits, Loaded, RouteHandlerCompiled, RouteHandlerGuest,
+    Runtime, WasiHttpGuest,
 };
 use crate::{route_handler, wasi_http};
 
 /// A loaded component answering requests, by its world.
 pub enum Component {
-    RouteHandler(Guest),
+    RouteHandler(RouteHandlerGuest),
     WasiHttp(Arc<WasiHttpGuest>),
 }
 
@@ -241,7 +242,7 @@ impl Source {
         &self,
         spec: &Spec,
         families: &Families,
-        compiled: Compiled,
+        compiled: RouteHandlerCompiled,
     ) -> Result<Mounted<Component>> {
         let origin = spec.origin();
         let settings = match spec.name.name() {
@@ -269,6 +270,7 @@ impl Source {
             name = spec.name.name(),
             mount = %spec.mount,
             world = "promwasm:app/route-handler",
+            contract = compiled.version(),
             routes = ?app.router.routes().iter().map(|r| &*r.route.template).collect::<Vec<_>>(),
             prefix = manifest.default_prefix.as_deref().unwrap_or(""),
             "loaded component"

@@ -10,11 +10,18 @@ use crate::app::RouteState;
 use crate::component::call_failure;
 use crate::pipeline::{Failure, Handled, Reply};
 use crate::response::{Body, TEXT_PLAIN, full, utf8_value, valid_status};
-use crate::runtime::{Guest, types};
+use crate::routes::template_params;
+use crate::runtime::{RouteHandlerGuest, RouteRequest, types};
 
 /// Hands the request to the guest and checks what it answers.
-pub async fn handle(guest: &Guest, route: &RouteState, parts: Parts, body: Bytes) -> Handled {
-    let request = guest_request(&parts, route.route.index, body);
+pub async fn handle(
+    guest: &RouteHandlerGuest,
+    route: &RouteState,
+    parts: Parts,
+    body: Bytes,
+) -> Handled {
+    let mut request = guest_request(&parts, route.route.index, body);
+    request.params = template_params(&route.route.template, &request.path);
     let (result, stats) = guest.handle(request).await;
     let outcome = match result {
         Ok(response) => guest_response(response)
@@ -35,8 +42,8 @@ pub async fn handle(guest: &Guest, route: &RouteState, parts: Parts, body: Bytes
 
 /// The guest's view of a request: header values that are not UTF-8 are
 /// left out (valid UTF-8, `user: josé` say, is passed on).
-pub fn guest_request(parts: &Parts, route: u32, body: Bytes) -> types::Request {
-    types::Request {
+pub fn guest_request(parts: &Parts, route: u32, body: Bytes) -> RouteRequest {
+    RouteRequest {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
@@ -49,6 +56,7 @@ pub fn guest_request(parts: &Parts, route: u32, body: Bytes) -> types::Request {
             })
             .collect(),
         body: body.into(),
+        params: Vec::new(),
     }
 }
 

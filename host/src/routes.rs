@@ -244,6 +244,21 @@ impl<T: AsRef<Route>> Router<T> {
     }
 }
 
+/// The `{name}` segments of `template` with the segments of `path` they
+/// matched (percent-encoding kept), for a path the router matched to it;
+/// empty for a template without parameters.
+pub fn template_params(template: &str, path: &str) -> Vec<(String, String)> {
+    if !template.contains('{') {
+        return Vec::new();
+    }
+    (template.split('/').zip(path.split('/')))
+        .filter_map(|(segment, part)| {
+            let name = segment.strip_prefix('{')?.strip_suffix('}')?;
+            Some((name.to_string(), part.to_string()))
+        })
+        .collect()
+}
+
 fn check_route(decl: &RouteDecl<'_>) -> Result<Route> {
     let Some(names) = decl.methods else {
         return Ok(Route::any_method(decl.path.into(), decl.track, 0));
@@ -359,6 +374,17 @@ mod tests {
             Dispatch::MethodNotAllowed(route) => ("405", Some(route.index)),
             Dispatch::NotFound => ("404", None),
         }
+    }
+
+    #[test]
+    fn params_are_named_by_the_template() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(
+            template_params("/users/{id}/posts/{post}", "/users/7/posts/a%20b"),
+            [pair("id", "7"), pair("post", "a%20b")]
+        );
+        assert_eq!(template_params("/files/...", "/files/a/b"), []);
+        assert_eq!(template_params("/square", "/square"), []);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
-use super::bindings::{RouteHandler, RouteHandlerPre};
-use super::types::{Manifest, Request, Response};
+use super::contract::{RouteHandlerWorld, RouteRequest};
+use super::types::{Manifest, Response};
 use super::{CallError, CallStats, HostState, Limits, MetricSink, NoMetrics, Phases};
 
 /// A pre-linked component of one world, able to make instances.
@@ -22,17 +22,6 @@ pub trait Instantiate: Send + Sync + 'static {
         &self,
         store: &mut Store<HostState>,
     ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send;
-}
-
-impl Instantiate for RouteHandlerPre<HostState> {
-    type Instance = RouteHandler;
-
-    fn instantiate(
-        &self,
-        store: &mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<RouteHandler>> + Send {
-        self.instantiate_async(store)
-    }
 }
 
 impl Instantiate for ProxyPre<HostState> {
@@ -48,7 +37,7 @@ impl Instantiate for ProxyPre<HostState> {
 
 /// A compiled, linked component that has no metrics yet (for a
 /// route-handler component: enough to ask it for its manifest).
-pub struct Compiled<P = RouteHandlerPre<HostState>> {
+pub struct Compiled<P> {
     /// Lower-case hex sha256 of the component's bytes.
     pub sha256: String,
     engine: Engine,
@@ -86,19 +75,13 @@ pub(super) fn returned<T>(result: wasmtime::Result<Result<T, String>>) -> Result
     }
 }
 
-impl Compiled {
+impl<P: RouteHandlerWorld> Compiled<P> {
     /// Calls the component's `describe` on a fresh instance.
     pub async fn describe(&self) -> Result<Manifest, CallError> {
         let no_metrics: Arc<dyn MetricSink> = Arc::new(NoMetrics);
         let ran = self
             .run(None, &no_metrics, None, async |handler, store| {
-                returned(
-                    handler
-                        .promwasm_app_handler()
-                        .call_describe(store)
-                        .await
-                        .map(Ok),
-                )
+                returned(P::describe(handler, store).await.map(Ok))
             })
             .await;
         ran.result
@@ -281,7 +264,7 @@ fn instantiate_error(e: wasmtime::Error) -> CallError {
 /// A component serving requests: each call gets a fresh instance, or, with
 /// instance reuse, an instance that has served fewer than the allowed
 /// number of requests.
-pub struct Guest<P: Instantiate = RouteHandlerPre<HostState>> {
+pub struct Guest<P: Instantiate> {
     pub(super) compiled: Compiled<P>,
     metrics: Arc<dyn MetricSink>,
     /// Instances that answered their last request and may serve again.
@@ -327,9 +310,9 @@ impl<P: Instantiate> Guest<P> {
     }
 }
 
-impl Guest {
+impl<P: RouteHandlerWorld> Guest<P> {
     /// Calls the component's `handle`.
-    pub async fn handle(&self, request: Request) -> (Result<Response, CallError>, CallStats) {
+    pub async fn handle(&self, request: RouteRequest) -> (Result<Response, CallError>, CallStats) {
         self.handle_timed(request, None).await
     }
 
@@ -337,7 +320,7 @@ impl Guest {
     /// `boundary` benchmark reports.
     pub async fn timed_handle(
         &self,
-        request: Request,
+        request: RouteRequest,
     ) -> (Result<Response, CallError>, CallStats, Phases) {
         let mut phases = Phases::default();
         let (result, stats) = self.handle_timed(request, Some(&mut phases)).await;
@@ -346,17 +329,12 @@ impl Guest {
 
     async fn handle_timed(
         &self,
-        request: Request,
+        request: RouteRequest,
         phases: Option<&mut Phases>,
     ) -> (Result<Response, CallError>, CallStats) {
         let limit = self.compiled.limits.max_response_body;
         self.call(phases, async move |handler, store| {
-            let response = returned(
-                handler
-                    .promwasm_app_handler()
-                    .call_handle(store, &request)
-                    .await,
-            )?;
+            let response = returned(P::handle(handler, store, request).await)?;
             // Over the limit is a failure: the instance is not kept.
             match response.body.len() {
                 len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),

@@ -2,15 +2,17 @@
 //! load, and a fresh `Store` and instance for every call, so no guest state
 //! outlives a request (unless `--instance-reuse` asks for reuse).
 //!
-//! Two worlds are served: promwasm's own `route-handler`, and the standard
-//! `wasi:http/proxy` of `wasmtime serve` and Spin. One linker offers the
-//! imports of both (WASI 0.2, wasi:http 0.2 with outbound requests refused,
-//! and promwasm:app/metrics); what a component exports decides its world.
+//! Two worlds are served: promwasm's own `route-handler` (contract 0.2.0,
+//! and 0.1.0 unchanged: [`contract`]), and the standard `wasi:http/proxy` of
+//! `wasmtime serve` and Spin. One linker offers the imports of all (WASI
+//! 0.2, wasi:http 0.2 with outbound requests refused, and both versions of
+//! promwasm:app/metrics); what a component exports decides its world.
 //!
 //! The runtime knows nothing of the metric families: a guest's updates go to
 //! a [`MetricSink`] the caller provides, and what a call cost comes back as
 //! [`CallStats`].
 
+pub mod contract;
 mod instances;
 mod proxy;
 mod state;
@@ -27,20 +29,13 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{Cache, hex};
 pub use crate::call_stats::{CallStats, Phases};
+pub use contract::{RouteHandlerWorld, RouteRequest, types};
 pub use instances::{Compiled, Guest, Instantiate};
 pub use proxy::{Head, WasiHttpGuest};
 pub use state::HostState;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "route-handler",
-        exports: { default: async },
-    });
-}
-
-pub use bindings::promwasm::app::types;
-use bindings::{RouteHandler, RouteHandlerPre};
+#[doc(hidden)]
+pub use contract::{v1, v2};
 use types::MetricError;
 
 /// How often the epoch ticks. A running guest yields to the tokio executor
@@ -225,8 +220,10 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .context("linking wasi:http")?;
-        RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .context("linking the promwasm:app/metrics import")?;
+        v2::RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .context("linking the promwasm:app/metrics@0.2.0 import")?;
+        v1::RouteHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .context("linking the promwasm:app/metrics@0.1.0 import")?;
 
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -274,10 +271,26 @@ impl Runtime {
             )
         })?;
         let (engine, pool) = (self.engine.clone(), self.limits.max_instances);
-        match (RouteHandlerPre::new(pre.clone()), ProxyPre::new(pre)) {
-            (Ok(pre), Err(_)) => Ok(Loaded::RouteHandler(Compiled::new(
-                sha256, engine, pre, limits, pool,
+        let route_handler = match v2::RouteHandlerPre::new(pre.clone()) {
+            Ok(pre) => Ok(RouteHandlerCompiled::V2(Compiled::new(
+                sha256.clone(),
+                engine.clone(),
+                pre,
+                limits,
+                pool,
             ))),
+            Err(_) => v1::RouteHandlerPre::new(pre.clone()).map(|pre| {
+                RouteHandlerCompiled::V1(Compiled::new(
+                    sha256.clone(),
+                    engine.clone(),
+                    pre,
+                    limits,
+                    pool,
+                ))
+            }),
+        };
+        match (route_handler, ProxyPre::new(pre)) {
+            (Ok(compiled), Err(_)) => Ok(Loaded::RouteHandler(compiled)),
             (Err(_), Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(
                 sha256, engine, pre, limits, pool,
             ))),
@@ -293,8 +306,8 @@ impl Runtime {
                 };
                 bail!(
                     "{} implements neither world the host serves: it exports {} and imports {}; \
-                     the host serves components that export promwasm:app/handler@0.1.0 (the \
-                     promwasm:app/route-handler world) or wasi:http/incoming-handler@0.2 (the \
+                     the host serves components that export promwasm:app/handler@0.2.0 or @0.1.0 \
+                     (the promwasm:app/route-handler world) or wasi:http/incoming-handler@0.2 (the \
                      wasi:http/proxy world)",
                     origin.display(),
                     names(ty.exports(&self.engine).map(|(name, _)| name).collect()),
@@ -308,7 +321,7 @@ impl Runtime {
 /// A loaded component, by the world it implements.
 pub enum Loaded {
     /// promwasm:app/route-handler: declares its routes and metrics.
-    RouteHandler(Compiled),
+    RouteHandler(RouteHandlerCompiled),
     /// wasi:http/proxy: answers any request, declares nothing.
     WasiHttp(Compiled<ProxyPre<HostState>>),
 }
@@ -317,8 +330,84 @@ impl Loaded {
     /// Lower-case hex sha256 of the component's bytes.
     pub fn sha256(&self) -> &str {
         match self {
-            Loaded::RouteHandler(compiled) => &compiled.sha256,
+            Loaded::RouteHandler(compiled) => compiled.sha256(),
             Loaded::WasiHttp(compiled) => &compiled.sha256,
+        }
+    }
+}
+
+/// A compiled route-handler component, by the contract version it speaks.
+pub enum RouteHandlerCompiled {
+    V1(Compiled<v1::RouteHandlerPre<HostState>>),
+    V2(Compiled<v2::RouteHandlerPre<HostState>>),
+}
+
+/// A route-handler component serving requests, by contract version.
+pub enum RouteHandlerGuest {
+    V1(Guest<v1::RouteHandlerPre<HostState>>),
+    V2(Guest<v2::RouteHandlerPre<HostState>>),
+}
+
+impl RouteHandlerCompiled {
+    pub fn sha256(&self) -> &str {
+        match self {
+            RouteHandlerCompiled::V1(c) => &c.sha256,
+            RouteHandlerCompiled::V2(c) => &c.sha256,
+        }
+    }
+
+    /// The `promwasm:app` version the component was built against.
+    pub fn version(&self) -> &'static str {
+        match self {
+            RouteHandlerCompiled::V1(_) => <v1::RouteHandlerPre<HostState>>::VERSION,
+            RouteHandlerCompiled::V2(_) => <v2::RouteHandlerPre<HostState>>::VERSION,
+        }
+    }
+
+    /// Calls `describe` on a fresh instance.
+    pub async fn describe(&self) -> Result<types::Manifest, CallError> {
+        match self {
+            RouteHandlerCompiled::V1(c) => c.describe().await,
+            RouteHandlerCompiled::V2(c) => c.describe().await,
+        }
+    }
+
+    /// Ready to serve, its metric updates going to `metrics`.
+    pub fn serve(self, metrics: std::sync::Arc<dyn MetricSink>) -> RouteHandlerGuest {
+        match self {
+            RouteHandlerCompiled::V1(c) => RouteHandlerGuest::V1(c.serve(metrics)),
+            RouteHandlerCompiled::V2(c) => RouteHandlerGuest::V2(c.serve(metrics)),
+        }
+    }
+}
+
+impl RouteHandlerGuest {
+    pub fn sha256(&self) -> &str {
+        match self {
+            RouteHandlerGuest::V1(g) => g.sha256(),
+            RouteHandlerGuest::V2(g) => g.sha256(),
+        }
+    }
+
+    /// Calls `handle` on a fresh (or, with reuse, an idle) instance.
+    pub async fn handle(
+        &self,
+        request: RouteRequest,
+    ) -> (Result<types::Response, CallError>, CallStats) {
+        match self {
+            RouteHandlerGuest::V1(g) => g.handle(request).await,
+            RouteHandlerGuest::V2(g) => g.handle(request).await,
+        }
+    }
+
+    /// `handle`, timing each phase: what the `boundary` benchmark reports.
+    pub async fn timed_handle(
+        &self,
+        request: RouteRequest,
+    ) -> (Result<types::Response, CallError>, CallStats, Phases) {
+        match self {
+            RouteHandlerGuest::V1(g) => g.timed_handle(request).await,
+            RouteHandlerGuest::V2(g) => g.timed_handle(request).await,
         }
     }
 }

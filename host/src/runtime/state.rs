@@ -10,8 +10,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use super::bindings;
-use super::types::{self, MetricError};
+use super::types::MetricError;
 use super::{MetricSink, Update};
 
 /// Enforces the memory limit on one instance and remembers how far its
@@ -122,44 +121,16 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl bindings::promwasm::app::metrics::Host for HostState {
-    fn counter_add(
-        &mut self,
+impl HostState {
+    /// Applies one of the guest's metric updates (the `metrics` import of
+    /// every contract version).
+    pub(super) fn update(
+        &self,
         metric: u32,
+        update: Update,
         labels: Vec<String>,
         value: f64,
     ) -> Result<(), MetricError> {
-        self.metrics
-            .update(metric, Update::CounterAdd, labels, value)
-    }
-
-    fn gauge_set(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.metrics.update(metric, Update::GaugeSet, labels, value)
-    }
-
-    fn gauge_add(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.metrics.update(metric, Update::GaugeAdd, labels, value)
-    }
-
-    fn histogram_observe(
-        &mut self,
-        metric: u32,
-        labels: Vec<String>,
-        value: f64,
-    ) -> Result<(), MetricError> {
-        self.metrics
-            .update(metric, Update::HistogramObserve, labels, value)
+        self.metrics.update(metric, update, labels, value)
     }
 }

@@ -1,6 +1,7 @@
-//! The app of the README's "Writing another component", run natively:
-//! `cargo run -p promwasm-sdk --example shop`. Between the markers, the
-//! README's text (`tests/readme.rs` checks they agree).
+// The app of the README's "Writing another component", run natively:
+// `cargo run -p promwasm-sdk --example shop`. Between the markers, the
+// README's text (`tests/readme.rs` checks they agree); the tests serve it
+// as a component too (`tests/fixtures/shop`).
 
 // README begin
 use promwasm_sdk::{App, Counter, Histogram, Request, Response, get, post};
@@ -39,6 +40,7 @@ fn order(request: &Request) -> Result<(u16, String), String> {
 promwasm_sdk::export_app!(app());
 // README end
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn main() {
     use promwasm_sdk::testing::{call, take_updates};
     let app = app();

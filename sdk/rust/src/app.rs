@@ -107,10 +107,9 @@ impl App {
     }
 
     /// Answers a request the host matched to the route at `index`.
-    pub(crate) fn dispatch(&self, index: u32, mut request: Request) -> Result<Response, String> {
-        let (route, handler) = (self.routes.get(index as usize))
+    pub(crate) fn dispatch(&self, index: u32, request: Request) -> Result<Response, String> {
+        let (_, handler) = (self.routes.get(index as usize))
             .ok_or_else(|| format!("the host matched route {index}, which the app does not have"))?;
-        request.params = params(&route.path, &request.path).unwrap_or_default();
         for hook in &self.before {
             if let Some(response) = hook(&request) {
                 return Ok(response);
@@ -120,8 +119,8 @@ impl App {
     }
 
     /// The position of the route that takes `method` on `path`, as the
-    /// host's router would match it (for native tests).
-    pub(crate) fn find(&self, method: &str, path: &str) -> Option<u32> {
+    /// host's router would match it, with its parameters (for native tests).
+    pub(crate) fn find(&self, method: &str, path: &str) -> Option<(u32, Vec<(String, String)>)> {
         let allows = |r: &Route| {
             r.methods.iter().any(|m| m == method) || (method == "HEAD" && r.methods.iter().any(|m| m == "GET"))
         };
@@ -130,7 +129,8 @@ impl App {
                 allows(r) && r.path.contains('{') != literal && params(&r.path, path).is_some()
             })
         };
-        position(true).or_else(|| position(false)).map(|i| i as u32)
+        let index = position(true).or_else(|| position(false))?;
+        Some((index as u32, params(&self.routes[index].0.path, path)?))
     }
 }
 

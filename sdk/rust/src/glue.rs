@@ -61,6 +61,7 @@ pub fn handle(app: &App, request: types::Request) -> Result<types::Response, Str
         path,
         query,
         route,
+        params,
         headers,
         body,
     } = request;
@@ -68,9 +69,9 @@ pub fn handle(app: &App, request: types::Request) -> Result<types::Response, Str
         method,
         path,
         query_string: query,
-        headers,
-        body,
-        params: Vec::new(),
+        headers: header_lines(&headers),
+        body: body.unwrap_or_default(),
+        params,
     };
     let response = app.dispatch(route, request)?;
     Ok(types::Response {
@@ -78,4 +79,12 @@ pub fn handle(app: &App, request: types::Request) -> Result<types::Response, Str
         headers: response.headers,
         body: response.body,
     })
+}
+
+/// The headers of 0.2.0's block: one `name: value` line each.
+fn header_lines(block: &str) -> Vec<(String, String)> {
+    (block.lines())
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }

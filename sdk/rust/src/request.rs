@@ -12,7 +12,8 @@ pub struct Request {
     /// Lower-case names, in the order they came.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// The route template's `{name}` segments and what they matched.
+    /// The route template's `{name}` segments and what they matched, as
+    /// the host's router matched them.
     pub(crate) params: Vec<(String, String)>,
 }
 

@@ -27,7 +27,7 @@ pub fn call(
     headers: &[(&str, &str)],
 ) -> Option<Result<Response, String>> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let index = app.find(method, path)?;
+    let (index, params) = app.find(method, path)?;
     let request = Request {
         method: method.to_string(),
         path: path.to_string(),
@@ -35,6 +35,7 @@ pub fn call(
         headers: (headers.iter())
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .collect(),
+        params,
         ..Request::default()
     };
     Some(app.dispatch(index, request))

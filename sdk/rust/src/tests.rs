@@ -155,11 +155,15 @@ fn a_component_call_is_dispatched_by_the_hosts_route_index() {
         path: "/items/7".into(),
         query: String::new(),
         route: 1,
-        headers: vec![],
-        body: vec![],
+        params: vec![("id".into(), "7".into())],
+        headers: "user: ann\nx-y: a: b\n".into(),
+        body: None,
     };
+    take_updates();
     let response = glue::handle(&app, request.clone()).unwrap();
     assert_eq!((response.status, response.body), (201, b"item 7".to_vec()));
+    // The hook saw the header block's `user`.
+    assert_eq!(take_updates()[0].labels, ["ann"]);
     let stray = types::Request { route: 9, ..request };
     assert_eq!(
         glue::handle(&app, stray).unwrap_err(),
