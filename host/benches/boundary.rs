@@ -13,7 +13,9 @@
 //!
 //! Every figure is the mean, median and p99 of per-iteration timings after a
 //! warm-up; `faults/req` counts minor page faults (from /proc/self/stat).
-//! `BOUNDARY_ITERS` overrides the iteration count (default 20000).
+//! `BOUNDARY_ITERS` overrides the iteration count (default 20000);
+//! `BOUNDARY_COMPONENT=file.wasm` measures another build of the example
+//! (`tests/fixtures/example-0.1.0.wasm`, say) in place of the built-in one.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -66,11 +68,15 @@ fn main() {
     encode_10k(&manifest);
 }
 
-/// The example component, compiled under `limits`.
+/// The example component (or `BOUNDARY_COMPONENT`), compiled under `limits`.
 fn load(limits: Limits) -> RouteHandlerCompiled {
+    let bytes = match std::env::var_os("BOUNDARY_COMPONENT") {
+        Some(path) => std::fs::read(&path).expect("reading BOUNDARY_COMPONENT"),
+        None => EXAMPLE_COMPONENT.to_vec(),
+    };
     let loaded = Runtime::new(limits, None)
         .expect("runtime")
-        .load(EXAMPLE_COMPONENT, Path::new("<example>"), limits)
+        .load(&bytes, Path::new("<example>"), limits)
         .expect("load");
     match loaded {
         Loaded::RouteHandler(compiled) => compiled,

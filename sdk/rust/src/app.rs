@@ -8,26 +8,26 @@ use crate::response::{IntoResponse, Response};
 /// `{name}` for one whole segment) and the methods it answers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
-    pub(crate) methods: Vec<String>,
-    pub(crate) path: String,
+    pub(crate) methods: &'static [&'static str],
+    pub(crate) path: &'static str,
     pub(crate) track: bool,
 }
 
 /// A `GET` route (`HEAD` is served with it, without the body).
-pub fn get(path: &str) -> Route {
+pub fn get(path: &'static str) -> Route {
     route(path, &["GET"])
 }
 
 /// A `POST` route.
-pub fn post(path: &str) -> Route {
+pub fn post(path: &'static str) -> Route {
     route(path, &["POST"])
 }
 
 /// A route answering `methods` (upper case); `OPTIONS` is the host's.
-pub fn route(path: &str, methods: &[&str]) -> Route {
+pub fn route(path: &'static str, methods: &'static [&'static str]) -> Route {
     Route {
-        methods: methods.iter().map(|m| m.to_string()).collect(),
-        path: path.to_string(),
+        methods,
+        path,
         track: true,
     }
 }
@@ -46,12 +46,12 @@ type Hook = Box<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
 
 /// A host-recorded in-progress gauge: name, help, and the route template it
 /// is limited to (none: every route).
-pub(crate) type InProgress = (String, String, Option<String>);
+pub(crate) type InProgress = (&'static str, &'static str, Option<&'static str>);
 
 /// A route-handler app, built from names.
 #[derive(Default)]
 pub struct App {
-    pub(crate) prefix: Option<String>,
+    pub(crate) prefix: Option<&'static str>,
     pub(crate) routes: Vec<(Route, Handler)>,
     pub(crate) metrics: Vec<Declaration>,
     pub(crate) in_progress: Vec<InProgress>,
@@ -65,8 +65,8 @@ impl App {
 
     /// The default HTTP families' prefix: `flask` gives
     /// `flask_http_request_total`; without one the names are bare.
-    pub fn default_prefix(mut self, prefix: &str) -> App {
-        self.prefix = Some(prefix.to_string());
+    pub fn default_prefix(mut self, prefix: &'static str) -> App {
+        self.prefix = Some(prefix);
         self
     }
 
@@ -90,9 +90,8 @@ impl App {
 
     /// A gauge of the requests in progress per route, kept by the host
     /// around every call (as the seed's `flask_request_in_progress`).
-    pub fn in_progress(mut self, name: &str, help: &str) -> App {
-        self.in_progress
-            .push((name.to_string(), help.to_string(), None));
+    pub fn in_progress(mut self, name: &'static str, help: &'static str) -> App {
+        self.in_progress.push((name, help, None));
         self
     }
 
@@ -122,7 +121,7 @@ impl App {
     /// host's router would match it, with its parameters (for native tests).
     pub(crate) fn find(&self, method: &str, path: &str) -> Option<(u32, Vec<(String, String)>)> {
         let allows = |r: &Route| {
-            r.methods.iter().any(|m| m == method) || (method == "HEAD" && r.methods.iter().any(|m| m == "GET"))
+            r.methods.contains(&method) || (method == "HEAD" && r.methods.contains(&"GET"))
         };
         let position = |literal: bool| {
             self.routes.iter().position(|(r, _)| {
@@ -130,7 +129,7 @@ impl App {
             })
         };
         let index = position(true).or_else(|| position(false))?;
-        Some((index as u32, params(&self.routes[index].0.path, path)?))
+        Some((index as u32, params(self.routes[index].0.path, path)?))
     }
 }
 

@@ -21,11 +21,11 @@ pub fn app(build: impl FnOnce() -> App) -> &'static App {
 #[doc(hidden)]
 pub fn describe(app: &App) -> types::Manifest {
     types::Manifest {
-        default_prefix: app.prefix.clone(),
+        default_prefix: app.prefix.map(str::to_string),
         routes: (app.routes.iter())
             .map(|(route, _)| types::Route {
-                methods: route.methods.clone(),
-                path: route.path.clone(),
+                methods: strings(route.methods),
+                path: route.path.to_string(),
                 track: route.track,
             })
             .collect(),
@@ -37,20 +37,29 @@ pub fn describe(app: &App) -> types::Manifest {
                     Kind::Counter => types::MetricKind::Counter,
                     Kind::Gauge => types::MetricKind::Gauge,
                     Kind::Histogram(buckets) => types::MetricKind::Histogram(buckets.to_vec()),
-                    Kind::Info(values) => types::MetricKind::Info(values.clone()),
+                    Kind::Info(labels) => {
+                        types::MetricKind::Info(labels.iter().map(|(_, v)| v.to_string()).collect())
+                    }
                 },
-                labels: m.labels.clone(),
+                labels: match &m.kind {
+                    Kind::Info(labels) => labels.iter().map(|(n, _)| n.to_string()).collect(),
+                    _ => strings(m.labels),
+                },
             })
             .collect(),
         host_metrics: (app.in_progress.iter())
             .map(|(name, help, route)| types::HostMetric {
-                name: name.clone(),
-                help: help.clone(),
+                name: name.to_string(),
+                help: help.to_string(),
                 measure: types::HostMeasure::InProgress,
-                route: route.clone(),
+                route: route.map(str::to_string),
             })
             .collect(),
     }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// Answers one `handle` call.
@@ -69,7 +78,7 @@ pub fn handle(app: &App, request: types::Request) -> Result<types::Response, Str
         method,
         path,
         query_string: query,
-        headers: header_lines(&headers),
+        headers,
         body: body.unwrap_or_default(),
         params,
     };
@@ -79,12 +88,4 @@ pub fn handle(app: &App, request: types::Request) -> Result<types::Response, Str
         headers: response.headers,
         body: response.body,
     })
-}
-
-/// The headers of 0.2.0's block: one `name: value` line each.
-fn header_lines(block: &str) -> Vec<(String, String)> {
-    (block.lines())
-        .filter_map(|line| line.split_once(": "))
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect()
 }

@@ -13,44 +13,40 @@ pub enum Update {
     HistogramObserve,
 }
 
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn update(
-    update: Update,
-    handle: u32,
-    labels: &[&str],
-    value: f64,
-) -> Result<(), MetricError> {
-    use crate::bindings::promwasm::app::metrics;
-    let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-    let result = match update {
-        Update::CounterAdd => metrics::counter_add(handle, &labels, value),
-        Update::GaugeSet => metrics::gauge_set(handle, &labels, value),
-        Update::GaugeAdd => metrics::gauge_add(handle, &labels, value),
-        Update::HistogramObserve => metrics::histogram_observe(handle, &labels, value),
-    };
-    result.map_err(|e| MetricError::Refused(format!("{e:?}")))
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     pub(crate) static RECORDED: std::cell::RefCell<Vec<crate::testing::Recorded>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+/// Sends one update to the host (or, natively, records it).
 pub(crate) fn update(
     update: Update,
     handle: u32,
     labels: &[&str],
     value: f64,
 ) -> Result<(), MetricError> {
-    RECORDED.with(|recorded| {
-        recorded.borrow_mut().push(crate::testing::Recorded {
+    let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::promwasm::app::metrics;
+        let result = match update {
+            Update::CounterAdd => metrics::counter_add(handle, &labels, value),
+            Update::GaugeSet => metrics::gauge_set(handle, &labels, value),
+            Update::GaugeAdd => metrics::gauge_add(handle, &labels, value),
+            Update::HistogramObserve => metrics::histogram_observe(handle, &labels, value),
+        };
+        result.map_err(|e| MetricError::Refused(format!("{e:?}")))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let recorded = crate::testing::Recorded {
             update,
             handle,
-            labels: labels.iter().map(|l| l.to_string()).collect(),
+            labels,
             value,
-        })
-    });
-    Ok(())
+        };
+        RECORDED.with(|all| all.borrow_mut().push(recorded));
+        Ok(())
+    }
 }

@@ -57,17 +57,20 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram(&'static [f64]),
-    Info(Vec<String>),
+    /// The label names and values.
+    Info(&'static [(&'static str, &'static str)]),
 }
 
-/// A metric as the manifest declares it.
+/// A metric as the manifest declares it: static text, so building an app
+/// (once per fresh instance) allocates nothing for it.
 #[doc(hidden)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declaration {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
     pub(crate) kind: Kind,
-    pub(crate) labels: Vec<String>,
+    /// Empty for an info metric, whose kind holds its labels.
+    pub(crate) labels: &'static [&'static str],
 }
 
 /// A metric handle an app can register.
@@ -129,13 +132,13 @@ fn declaration(
     name: &'static str,
     help: &'static str,
     kind: Kind,
-    labels: &[&str],
+    labels: &'static [&'static str],
 ) -> Declaration {
     Declaration {
         name,
         help,
         kind,
-        labels: labels.iter().map(|l| l.to_string()).collect(),
+        labels,
     }
 }
 
@@ -251,8 +254,6 @@ impl Info {
 
 impl Metric for Info {
     fn declare(&'static self, _handle: u32) -> Declaration {
-        let names: Vec<&str> = self.labels.iter().map(|(name, _)| *name).collect();
-        let values = self.labels.iter().map(|(_, v)| v.to_string()).collect();
-        declaration(self.name, self.help, Kind::Info(values), &names)
+        declaration(self.name, self.help, Kind::Info(self.labels), &[])
     }
 }

@@ -9,8 +9,10 @@ pub struct Request {
     pub path: String,
     /// The raw query string without the `?`.
     pub query_string: String,
-    /// Lower-case names, in the order they came.
-    pub headers: Vec<(String, String)>,
+    /// The headers as the host sends them: a `name: value` line each,
+    /// names lower case; read them with [`Request::header`] and
+    /// [`Request::headers`], which allocate nothing.
+    pub(crate) headers: String,
     pub body: Vec<u8>,
     /// The route template's `{name}` segments and what they matched, as
     /// the host's router matched them.
@@ -28,10 +30,14 @@ impl Request {
 
     /// The first value of the header `name`, whatever its case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
+    }
+
+    /// Every header, names lower case, in the order they came.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.lines().filter_map(|line| line.split_once(": "))
     }
 
     /// The path segment the route's `{name}` matched (`/users/{id}` on

@@ -33,7 +33,7 @@ pub fn call(
         path: path.to_string(),
         query_string: query.to_string(),
         headers: (headers.iter())
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .map(|(n, v)| format!("{}: {v}\n", n.to_ascii_lowercase()))
             .collect(),
         params,
         ..Request::default()
