@@ -22,10 +22,8 @@ struct Setup(PathBuf);
 
 impl Setup {
     fn new(name: &str) -> Setup {
-        let dir = std::env::temp_dir().join(format!(
-            "promwasm-components-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("promwasm-components-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Setup(dir)
@@ -87,7 +85,11 @@ const ITEMS: &str = "[[component.route]]\npath = \"/items/{id}\"";
 fn requests(s: &Scrape, component: &str, status: &str) -> f64 {
     s.value(
         "flask_http_request_total",
-        &[("component", component), ("method", "GET"), ("status", status)],
+        &[
+            ("component", component),
+            ("method", "GET"),
+            ("status", status),
+        ],
     )
 }
 
@@ -231,7 +233,10 @@ fn hangup_until(app: &Promwasm, component: &str, result: &str) -> Scrape {
         if reloads(&s, component, result) > before {
             return s;
         }
-        assert!(Instant::now() < deadline, "no {result} reload of {component}");
+        assert!(
+            Instant::now() < deadline,
+            "no {result} reload of {component}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -286,7 +291,10 @@ fn a_sighup_swaps_only_the_component_whose_file_changed() {
     assert_eq!(reloads(&s, "shop", "success"), 1.0);
     app.signal("TERM");
     let (_, stderr) = app.wait(Duration::from_secs(10));
-    assert!(stderr.contains("not a valid WebAssembly component"), "{stderr}");
+    assert!(
+        stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -310,7 +318,11 @@ fn per_component_limits_hold_within_the_hosts() {
     let failures = |reason: &str| {
         s.value(
             "promwasm_guest_failures_total",
-            &[("component", "shop"), ("path", "<unmatched>"), ("reason", reason)],
+            &[
+                ("component", "shop"),
+                ("path", "<unmatched>"),
+                ("reason", reason),
+            ],
         )
     };
     assert_eq!(failures("capacity"), 1.0);

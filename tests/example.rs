@@ -910,30 +910,64 @@ fn the_readmes_sdk_app_is_served_as_documented() {
     let app = Promwasm::start(&["--component", env!("PROMWASM_FIXTURE_SHOP_WASM")]);
     let key = [("api-key", "k")];
     let order = request("POST", &app.url("/orders/tea?count=2"), &key, b"");
-    assert_eq!((order.status, order.body.as_str()), (201, "ordered 2 x tea"));
+    assert_eq!(
+        (order.status, order.body.as_str()),
+        (201, "ordered 2 x tea")
+    );
     let order = request("POST", &app.url("/orders/green%20tea"), &key, b"a body");
-    assert_eq!((order.status, order.body.as_str()), (201, "ordered 1 x green%20tea"));
+    assert_eq!(
+        (order.status, order.body.as_str()),
+        (201, "ordered 1 x green%20tea")
+    );
     let refused = request("POST", &app.url("/orders/tea"), &[], b"");
-    assert_eq!((refused.status, refused.body.as_str()), (401, "an api-key header, please"));
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (401, "an api-key header, please")
+    );
     let bad = request("POST", &app.url("/orders/tea?count=x"), &key, b"");
-    assert_eq!((bad.status, bad.body.as_str()), (400, "count is a whole number"));
+    assert_eq!(
+        (bad.status, bad.body.as_str()),
+        (400, "count is a whole number")
+    );
     // The hook runs before every route, as Flask's before_request does.
     assert_eq!(request("GET", &app.url("/healthz"), &key, b"").body, "ok");
     assert_eq!(app.get("/healthz").status, 401);
-    assert_eq!(request("GET", &app.url("/orders/tea"), &key, b"").status, 405);
+    assert_eq!(
+        request("GET", &app.url("/orders/tea"), &key, b"").status,
+        405
+    );
 
     let s = app.scrape();
     assert_eq!(s.value("shop_orders_total", &[("item", "tea")]), 2.0);
-    assert_eq!(s.value("shop_orders_total", &[("item", "green%20tea")]), 1.0);
+    assert_eq!(
+        s.value("shop_orders_total", &[("item", "green%20tea")]),
+        1.0
+    );
     assert_eq!(s.value("shop_basket_items_count", &[]), 2.0);
     assert_eq!(s.value("shop_basket_items_sum", &[]), 3.0);
     let orders = |status: &str| {
         s.value(
             "shop_http_request_duration_seconds_count",
-            &[("method", "POST"), ("path", "/orders/{item}"), ("status", status)],
+            &[
+                ("method", "POST"),
+                ("path", "/orders/{item}"),
+                ("status", status),
+            ],
         )
     };
-    assert_eq!((orders("201"), orders("401"), orders("400")), (2.0, 1.0, 1.0));
-    assert!(s.get("shop_http_request_duration_seconds_count", &[("method", "GET"), ("path", "/healthz"), ("status", "200")]).is_none());
-    assert_eq!(s.value("shop_in_progress", &[("path", "/orders/{item}")]), 0.0);
+    assert_eq!(
+        (orders("201"), orders("401"), orders("400")),
+        (2.0, 1.0, 1.0)
+    );
+    assert!(
+        s.get(
+            "shop_http_request_duration_seconds_count",
+            &[("method", "GET"), ("path", "/healthz"), ("status", "200")]
+        )
+        .is_none()
+    );
+    assert_eq!(
+        s.value("shop_in_progress", &[("path", "/orders/{item}")]),
+        0.0
+    );
 }

@@ -123,5 +123,8 @@ fn the_single_component_exposition_is_unchanged() {
 /// The example as built against contract 0.1.0 gives the same exposition.
 #[test]
 fn a_contract_0_1_0_component_gives_the_same_exposition() {
-    exposition_after_traffic(&Promwasm::start(&["--component", support::EXAMPLE_0_1_0_WASM]));
+    exposition_after_traffic(&Promwasm::start(&[
+        "--component",
+        support::EXAMPLE_0_1_0_WASM,
+    ]));
 }

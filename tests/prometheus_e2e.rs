@@ -927,7 +927,12 @@ fn prometheus_sums_two_components_apart_and_together() {
     let counts = prom.query("sum without (component) (flask_http_request_duration_seconds_count)");
     let got: BTreeMap<(String, String), f64> = counts
         .iter()
-        .map(|s| ((s.label("path").to_string(), s.label("status").to_string()), s.value))
+        .map(|s| {
+            (
+                (s.label("path").to_string(), s.label("status").to_string()),
+                s.value,
+            )
+        })
         .collect();
     let want: BTreeMap<(String, String), f64> = [
         ("/even", "200", f64::from(squares)),
@@ -938,7 +943,8 @@ fn prometheus_sums_two_components_apart_and_together() {
     .map(|(p, st, n)| ((p.to_string(), st.to_string()), n))
     .collect();
     assert_eq!(got, want);
-    let buckets = prom.query(r#"sum without (component) (flask_app_even_numbers_bucket{le="+Inf"})"#);
+    let buckets =
+        prom.query(r#"sum without (component) (flask_app_even_numbers_bucket{le="+Inf"})"#);
     assert_eq!(buckets.len(), 1, "{buckets:?}");
     assert_eq!(buckets[0].value, f64::from(squares));
     assert_eq!(

@@ -22,7 +22,11 @@ static EVEN_NUMBERS: Histogram = Histogram::new(
     &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0],
 );
 
-static APP_INFO: Info = Info::new("flask_app", "Example app version", &[("version", seed::VERSION)]);
+static APP_INFO: Info = Info::new(
+    "flask_app",
+    "Example app version",
+    &[("version", seed::VERSION)],
+);
 
 fn app() -> App {
     App::new()

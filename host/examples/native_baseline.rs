@@ -32,10 +32,10 @@ use hyper::http::request::Parts;
 use tokio::sync::watch;
 
 use promwasm::app::{App, MetricOptions, RouteState};
-use promwasm::labels::ComponentLabel;
 use promwasm::call_stats::CallStats;
 use promwasm::client_limits::ClientLimits;
 use promwasm::guest_metrics::{GuestMetrics, SeriesLimits};
+use promwasm::labels::ComponentLabel;
 use promwasm::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Reply, Role};
 use promwasm::registry::Families;
 use promwasm::response::{text, utf8_value};

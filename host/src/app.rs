@@ -357,7 +357,8 @@ mod tests {
             default_metrics: true,
             series: SeriesLimits::default(),
         };
-        let err = App::new(manifest, &families, options, &ComponentLabel::none()).expect_err("refused");
+        let err =
+            App::new(manifest, &families, options, &ComponentLabel::none()).expect_err("refused");
         // All or nothing: the valid declarations were not registered either.
         assert!(!families.encode(Format::Text).contains("good"));
         format!("{err:#}")
@@ -473,7 +474,10 @@ mod tests {
             default_metrics: true,
             series: SeriesLimits::default(),
         };
-        let m = manifest(vec![metric("m", "H", MetricKind::Counter, &["component"])], vec![]);
+        let m = manifest(
+            vec![metric("m", "H", MetricKind::Counter, &["component"])],
+            vec![],
+        );
         let err = App::new(&m, &families, options, &ComponentLabel::named("shop")).unwrap_err();
         assert_eq!(
             format!("{err:#}"),

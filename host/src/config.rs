@@ -23,9 +23,9 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnu
 
 use crate::client_limits::ClientLimits;
 use crate::component::{Spec, WasiHttpLabels};
+use crate::guest_metrics::SeriesLimits;
 use crate::labels::ComponentLabel;
 use crate::mounts::{Mount, Mounts};
-use crate::guest_metrics::SeriesLimits;
 use crate::routes::PathTemplate;
 use crate::runtime::Limits;
 
@@ -251,7 +251,11 @@ impl Cli {
                 default_prefix: self.default_prefix.clone(),
                 routes: self.routes.clone(),
             };
-            return Ok(vec![Spec::single(self.component.clone(), labels, self.limits())]);
+            return Ok(vec![Spec::single(
+                self.component.clone(),
+                labels,
+                self.limits(),
+            )]);
         }
         let specs = (self.components.iter())
             .map(|table| {
@@ -268,7 +272,11 @@ impl Cli {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Mounts::new(specs.iter().map(|s| (s.name.name().unwrap_or_default(), &s.mount)))?;
+        Mounts::new(
+            specs
+                .iter()
+                .map(|s| (s.name.name().unwrap_or_default(), &s.mount)),
+        )?;
         Ok(specs)
     }
 
@@ -715,13 +723,23 @@ mount = \"/...\"
         let specs = cli.components().unwrap();
         let dir = std::path::Path::new(&path).parent().unwrap();
         let shown: Vec<_> = (specs.iter())
-            .map(|s| (s.name.name().unwrap(), s.file.clone().unwrap(), s.mount.to_string()))
+            .map(|s| {
+                (
+                    s.name.name().unwrap(),
+                    s.file.clone().unwrap(),
+                    s.mount.to_string(),
+                )
+            })
             .collect();
         assert_eq!(
             shown,
             [
                 ("shop", dir.join("shop.wasm"), "/items/...".to_string()),
-                ("example", PathBuf::from("/abs/example.wasm"), "/...".to_string()),
+                (
+                    "example",
+                    PathBuf::from("/abs/example.wasm"),
+                    "/...".to_string()
+                ),
             ]
         );
         let shop = &specs[0];
@@ -737,15 +755,23 @@ mount = \"/...\"
         assert_eq!(shop.limits, own);
         assert_eq!(specs[1].limits, cli.limits());
 
-        let (_file, path) = write_config("[[component]]\nname = \"a\"\nfile = \"a.wasm\"\nmount = \"/...\"\nmax-body = \"1MiB\"\n");
-        let err = format!("{:#}", Cli::load_from(["promwasm", "--config", &path]).unwrap_err());
+        let (_file, path) = write_config(
+            "[[component]]\nname = \"a\"\nfile = \"a.wasm\"\nmount = \"/...\"\nmax-body = \"1MiB\"\n",
+        );
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
         assert!(err.contains("line 5"), "{err}");
         assert!(err.contains("unknown field `max-body`"), "{err}");
     }
 
     #[test]
     fn the_kubernetes_two_component_config_is_valid() {
-        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/two-components/promwasm.toml");
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/two-components/promwasm.toml"
+        );
         let cli = Cli::load_from(["promwasm", "--config", file]).unwrap();
         let specs = cli.components().unwrap();
         let names: Vec<_> = specs.iter().map(|s| s.name.name().unwrap()).collect();

@@ -503,8 +503,7 @@ impl GuestMetrics {
         let overflow = GuestSeries {
             component: self.component.clone(),
             labels: GuestLabels {
-                values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.family.labels.len()]
-                    .into(),
+                values: vec![OVERFLOW_LABEL_VALUE.to_string(); metric.family.labels.len()].into(),
                 names: metric.family.labels.clone(),
             },
         };
@@ -558,7 +557,10 @@ mod tests {
         })
         .collect();
         let component = ComponentLabel::none();
-        (registry, GuestMetrics::new(declared, limits, misuse, component))
+        (
+            registry,
+            GuestMetrics::new(declared, limits, misuse, component),
+        )
     }
 
     #[test]

@@ -109,9 +109,8 @@ mod tests {
 
     #[test]
     fn exact_beats_prefix_and_the_longest_prefix_wins() {
-        let mounts = ["/...", "/shop/...", "/shop/cart", "/shop/admin/..."].map(|m| {
-            Mount::parse(m).unwrap()
-        });
+        let mounts = ["/...", "/shop/...", "/shop/cart", "/shop/admin/..."]
+            .map(|m| Mount::parse(m).unwrap());
         let names = ["root", "shop", "cart", "admin"];
         let table = Mounts::new(names.into_iter().zip(&mounts)).unwrap();
         for (path, owner) in [
@@ -137,7 +136,10 @@ mod tests {
     #[test]
     fn refusals_name_the_problem() {
         let err = |m: &str| Mount::parse(m).unwrap_err().to_string();
-        assert_eq!(err("shop/..."), "mount \"shop/...\" does not start with '/'");
+        assert_eq!(
+            err("shop/..."),
+            "mount \"shop/...\" does not start with '/'"
+        );
         assert_eq!(
             err("/shop/{id}"),
             "mount \"/shop/{id}\": a mount is a literal path or a prefix ending in /..., without {parameters}"
@@ -146,7 +148,10 @@ mod tests {
             format!("{:#}", Mount::parse("/a.../b").unwrap_err()),
             "route \"/a.../b\": segment \"a...\": '...' stands for the rest of the path, at the end only"
         );
-        let same = [Mount::parse("/shop/...").unwrap(), Mount::parse("/shop/...").unwrap()];
+        let same = [
+            Mount::parse("/shop/...").unwrap(),
+            Mount::parse("/shop/...").unwrap(),
+        ];
         let clash = Mounts::new([("a", &same[0]), ("b", &same[1])]).unwrap_err();
         assert_eq!(
             clash.to_string(),

@@ -25,9 +25,7 @@ use crate::client_limits::refuse;
 use crate::client_limits::{ClientLimits, read_body};
 use crate::exposition::Format;
 use crate::http_metrics::InProgressGuard;
-use crate::labels::{
-    ComponentLabel, RequestLabels, UNMATCHED_PATH, method_label, unmatched_path,
-};
+use crate::labels::{ComponentLabel, RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
 use crate::mounts::{Mount, Mounts};
 use crate::registry::Families;
 use crate::response::{self, Body, BoxError, full, strip_body, text};

@@ -12,8 +12,10 @@ use std::time::Duration;
 /// The example app's component, built by the host's build script.
 pub const EXAMPLE_WASM: &str = env!("PROMWASM_EXAMPLE_WASM");
 /// The example app as built against contract 0.1.0, before the SDK.
-pub const EXAMPLE_0_1_0_WASM: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/example-0.1.0.wasm");
+pub const EXAMPLE_0_1_0_WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/example-0.1.0.wasm"
+);
 /// The misbehaving fixture component.
 pub const FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_WASM");
 /// The plain wasi:http/proxy fixture component.

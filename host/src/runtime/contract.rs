@@ -8,8 +8,8 @@
 use wasmtime::Store;
 
 use super::HostState;
-use super::instances::Instantiate;
 use super::Update;
+use super::instances::Instantiate;
 
 #[doc(hidden)]
 pub mod v1 {
@@ -61,7 +61,9 @@ impl RouteRequest {
 
     /// 0.2.0's record: the headers as one block, no body as none.
     fn into_v2(self) -> types2::Request {
-        let size = (self.headers.iter()).map(|(n, v)| n.len() + v.len() + 3).sum();
+        let size = (self.headers.iter())
+            .map(|(n, v)| n.len() + v.len() + 3)
+            .sum();
         let mut headers = String::with_capacity(size);
         for (name, value) in &self.headers {
             headers.push_str(name);

@@ -107,8 +107,9 @@ impl App {
 
     /// Answers a request the host matched to the route at `index`.
     pub(crate) fn dispatch(&self, index: u32, request: Request) -> Result<Response, String> {
-        let (_, handler) = (self.routes.get(index as usize))
-            .ok_or_else(|| format!("the host matched route {index}, which the app does not have"))?;
+        let (_, handler) = (self.routes.get(index as usize)).ok_or_else(|| {
+            format!("the host matched route {index}, which the app does not have")
+        })?;
         for hook in &self.before {
             if let Some(response) = hook(&request) {
                 return Ok(response);
@@ -137,7 +138,8 @@ impl App {
 /// none when `path` does not fit the template.
 pub(crate) fn params(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     let (template, path) = (template.strip_prefix('/')?, path.strip_prefix('/')?);
-    let (names, parts): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    let (names, parts): (Vec<&str>, Vec<&str>) =
+        (template.split('/').collect(), path.split('/').collect());
     if names.len() != parts.len() {
         return None;
     }

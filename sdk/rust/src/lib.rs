@@ -60,9 +60,9 @@ pub mod testing;
 
 pub use app::{App, Route, get, post, route};
 pub use host::Update;
+pub use metrics::{Counter, Gauge, Histogram, Info, Metric, MetricError};
 #[doc(hidden)]
 pub use metrics::{Declaration, Kind};
-pub use metrics::{Counter, Gauge, Histogram, Info, Metric, MetricError};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
 

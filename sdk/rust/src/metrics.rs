@@ -23,7 +23,9 @@ pub enum MetricError {
 impl fmt::Display for MetricError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MetricError::Unregistered(name) => write!(f, "metric {name:?} is not registered with the app"),
+            MetricError::Unregistered(name) => {
+                write!(f, "metric {name:?} is not registered with the app")
+            }
             MetricError::Refused(message) => f.write_str(message),
         }
     }

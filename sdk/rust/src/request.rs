@@ -37,7 +37,9 @@ impl Request {
 
     /// Every header, names lower case, in the order they came.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.lines().filter_map(|line| line.split_once(": "))
+        self.headers
+            .lines()
+            .filter_map(|line| line.split_once(": "))
     }
 
     /// The path segment the route's `{name}` matched (`/users/{id}` on

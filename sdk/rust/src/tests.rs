@@ -24,12 +24,15 @@ fn app() -> App {
         .route(get("/items/{id}"), |r: &Request| {
             let id = r.param("id").unwrap_or_default();
             SIZES.observe(id.len() as f64);
-            Response::new(201).header("x-id", id).body(format!("item {id}"))
+            Response::new(201)
+                .header("x-id", id)
+                .body(format!("item {id}"))
         })
         .route(get("/items/new"), |_: &Request| (200, "the form"))
-        .route(route("/fail", &["GET", "POST"]).do_not_track(), |_: &Request| {
-            Err::<String, _>("it broke")
-        })
+        .route(
+            route("/fail", &["GET", "POST"]).do_not_track(),
+            |_: &Request| Err::<String, _>("it broke"),
+        )
 }
 
 #[test]
@@ -55,13 +58,21 @@ fn the_manifest_lists_everything_by_position() {
     assert_eq!(
         metrics,
         [
-            ("t_auths", types::MetricKind::Counter, vec!["user".to_string()]),
+            (
+                "t_auths",
+                types::MetricKind::Counter,
+                vec!["user".to_string()]
+            ),
             (
                 "t_version",
                 types::MetricKind::Info(vec!["1.2".to_string()]),
                 vec!["version".to_string()]
             ),
-            ("t_sizes", types::MetricKind::Histogram(vec![1.0, 10.0]), vec![]),
+            (
+                "t_sizes",
+                types::MetricKind::Histogram(vec![1.0, 10.0]),
+                vec![]
+            ),
             ("t_level", types::MetricKind::Gauge, vec![]),
         ]
     );
@@ -85,15 +96,28 @@ fn body(answer: Option<Result<Response, String>>) -> (u16, String) {
 fn handlers_get_params_headers_and_the_hook_runs_first() {
     let app = app();
     take_updates();
-    assert_eq!(body(call(&app, "GET", "/", &[("USER", "ann")])), (200, "index".into()));
+    assert_eq!(
+        body(call(&app, "GET", "/", &[("USER", "ann")])),
+        (200, "index".into())
+    );
     let item = call(&app, "GET", "/items/42", &[]).unwrap().unwrap();
     assert_eq!(
         (item.status, item.headers.clone(), item.body.clone()),
-        (201, vec![("x-id".to_string(), "42".to_string())], b"item 42".to_vec())
+        (
+            201,
+            vec![("x-id".to_string(), "42".to_string())],
+            b"item 42".to_vec()
+        )
     );
     // An exact path beats a template, wherever it was added.
-    assert_eq!(body(call(&app, "GET", "/items/new", &[])), (200, "the form".into()));
-    assert_eq!(body(call(&app, "HEAD", "/", &[("deny", "1")])), (403, "denied".into()));
+    assert_eq!(
+        body(call(&app, "GET", "/items/new", &[])),
+        (200, "the form".into())
+    );
+    assert_eq!(
+        body(call(&app, "HEAD", "/", &[("deny", "1")])),
+        (403, "denied".into())
+    );
     assert_eq!(
         call(&app, "POST", "/fail", &[]).unwrap(),
         Err("it broke".to_string())
@@ -143,8 +167,14 @@ fn queries_decode_as_flask_and_handles_need_registering() {
     NEVER.inc(&[]);
     LEVEL.set(&[], 3.0);
     LEVEL.add(&[], -1.0);
-    let updates: Vec<_> = take_updates().into_iter().map(|u| (u.update, u.handle, u.value)).collect();
-    assert_eq!(updates, [(Update::GaugeSet, 3, 3.0), (Update::GaugeAdd, 3, -1.0)]);
+    let updates: Vec<_> = take_updates()
+        .into_iter()
+        .map(|u| (u.update, u.handle, u.value))
+        .collect();
+    assert_eq!(
+        updates,
+        [(Update::GaugeSet, 3, 3.0), (Update::GaugeAdd, 3, -1.0)]
+    );
 }
 
 #[test]
@@ -164,7 +194,10 @@ fn a_component_call_is_dispatched_by_the_hosts_route_index() {
     assert_eq!((response.status, response.body), (201, b"item 7".to_vec()));
     // The hook saw the header block's `user`.
     assert_eq!(take_updates()[0].labels, ["ann"]);
-    let stray = types::Request { route: 9, ..request };
+    let stray = types::Request {
+        route: 9,
+        ..request
+    };
     assert_eq!(
         glue::handle(&app, stray).unwrap_err(),
         "the host matched route 9, which the app does not have"
