@@ -9,13 +9,17 @@ use std::time::Duration;
 use support::{Promwasm, Scrape, request, start_failure};
 
 /// Which build of the example app a behaviour test runs on: the one built
-/// now (on the SDK, contract 0.2.0, the host's built-in component), or the
-/// one built against contract 0.1.0 before the SDK, kept as
-/// `tests/fixtures/example-0.1.0.wasm`. Both must behave the same.
+/// now (on the Rust SDK, contract 0.2.0, the host's built-in component), the
+/// one built against contract 0.1.0 before the SDK (kept as
+/// `tests/fixtures/example-0.1.0.wasm`), and the same app on the Python and
+/// JavaScript SDKs (`examples/`). All must behave and count the same, byte
+/// for byte: the Rust build is the reference.
 #[derive(Clone, Copy)]
 enum Example {
     BuiltIn,
     Contract010,
+    Python,
+    JavaScript,
 }
 
 impl Example {
@@ -23,12 +27,14 @@ impl Example {
         match self {
             Example::BuiltIn => Promwasm::start(&[]),
             Example::Contract010 => Promwasm::start(&["--component", support::EXAMPLE_0_1_0_WASM]),
+            Example::Python => Promwasm::start(&["--component", support::PYTHON_EXAMPLE_WASM]),
+            Example::JavaScript => Promwasm::start(&["--component", support::JS_EXAMPLE_WASM]),
         }
     }
 }
 
 /// Each behaviour test, once on each build of the example.
-macro_rules! on_both_examples {
+macro_rules! on_every_example {
     ($($name:ident),* $(,)?) => {
         mod built_in {
             $(#[test] fn $name() { super::$name(super::Example::BuiltIn) })*
@@ -36,10 +42,16 @@ macro_rules! on_both_examples {
         mod contract_0_1_0 {
             $(#[test] fn $name() { super::$name(super::Example::Contract010) })*
         }
+        mod python {
+            $(#[test] fn $name() { super::$name(super::Example::Python) })*
+        }
+        mod javascript {
+            $(#[test] fn $name() { super::$name(super::Example::JavaScript) })*
+        }
     };
 }
 
-on_both_examples!(
+on_every_example!(
     seed_curl_commands_answer_as_the_seed,
     behaviour_table,
     unknown_paths_wrong_methods_and_options_never_enter_the_guest,
@@ -129,6 +141,35 @@ fn behaviour_table(example: Example) {
             400,
             "The square of 1e200 is too large to represent",
         ),
+        // Rust's float grammar and Rust's `{:?}` of the answer, whichever
+        // language the app is written in (Python's float() would take
+        // `1_000` and `\u{663}`, its repr writes `1e-06`; JavaScript's
+        // Number() would take `0x10`, it writes `400` and `1e+22`).
+        ("/square?num=1_000", 400, "Request parameter 'num' is not a number: '1_000'"),
+        ("/square?num=%D9%A3", 400, "Request parameter 'num' is not a number: '\u{663}'"),
+        ("/square?num=1e", 400, "Request parameter 'num' is not a number: '1e'"),
+        ("/square?num=e5", 400, "Request parameter 'num' is not a number: 'e5'"),
+        ("/square?num=Infinity", 400, "Request parameter 'num' must be finite, got 'Infinity'"),
+        ("/square?num=-nan", 400, "Request parameter 'num' must be finite, got '-nan'"),
+        ("/square?num=%C2%A04", 200, "16.0"),
+        ("/square?num=%20%204%09", 200, "16.0"),
+        ("/square?num=0.001", 200, "1e-6"),
+        ("/square?num=3e-3", 200, "9e-6"),
+        ("/square?num=0.01", 200, "0.0001"),
+        ("/square?num=0.1", 200, "0.010000000000000002"),
+        ("/square?num=.5", 200, "0.25"),
+        ("/square?num=5.", 200, "25.0"),
+        ("/square?num=1E3", 200, "1000000.0"),
+        ("/square?num=-0", 200, "0.0"),
+        ("/square?num=1e-200", 200, "0.0"),
+        ("/square?num=1e7", 200, "100000000000000.0"),
+        ("/square?num=99999999", 200, "9999999800000000.0"),
+        ("/square?num=12345678.9", 200, "152415787501905.22"),
+        ("/square?num=123456789012", 200, "1.5241578753153485e22"),
+        ("/even?num=123456789012", 200, "true"),
+        ("/even?num=-0", 200, "true"),
+        ("/even?num=1e7", 200, "true"),
+        ("/even?num=0.1", 200, "false"),
         ("/nope", 404, "Not Found"),
         ("/square/", 404, "Not Found"),
     ];

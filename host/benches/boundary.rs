@@ -29,7 +29,8 @@ use ::promwasm::labels::{ComponentLabel, RequestLabels};
 use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
 use ::promwasm::runtime::{
-    CallStats, Limits, Loaded, RouteHandlerCompiled, RouteHandlerGuest, RouteRequest, Runtime,
+    CallStats, Limits, Loaded, MemoryReset, RouteHandlerCompiled, RouteHandlerGuest, RouteRequest,
+    Runtime,
     Update, types,
 };
 use ::promwasm::trace::sampled_trace;
@@ -74,7 +75,13 @@ fn load(limits: Limits) -> RouteHandlerCompiled {
         Some(path) => std::fs::read(&path).expect("reading BOUNDARY_COMPONENT"),
         None => EXAMPLE_COMPONENT.to_vec(),
     };
-    let loaded = Runtime::new(limits, None)
+    // The reset `promwasm` would choose here, or `prefix` with
+    // BOUNDARY_MEMORY_RESET=prefix.
+    let reset = match std::env::var("BOUNDARY_MEMORY_RESET").as_deref() {
+        Ok("prefix") => MemoryReset::Prefix,
+        _ => MemoryReset::detect().0,
+    };
+    let loaded = Runtime::new(limits, None, reset)
         .expect("runtime")
         .load(&bytes, Path::new("<example>"), limits)
         .expect("load");

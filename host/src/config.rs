@@ -27,7 +27,7 @@ use crate::guest_metrics::SeriesLimits;
 use crate::labels::ComponentLabel;
 use crate::mounts::{Mount, Mounts};
 use crate::routes::PathTemplate;
-use crate::runtime::Limits;
+use crate::runtime::{Limits, MemoryReset};
 
 /// A time span on the command line: "10s", "500ms".
 pub type Span = humantime::Duration;
@@ -134,12 +134,30 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_NO_DEFAULT_METRICS")]
     pub no_default_metrics: bool,
 
-    /// Keep compiled components in this directory, so the next start skips
-    /// compilation. Entries are keyed by the component's sha256 and the
-    /// wasmtime version and settings, and checked before use; the directory
-    /// must be writable by this user only.
-    #[arg(long, env = "PROMWASM_CACHE_DIR")]
+    /// Where compiled components are kept, so the next start skips
+    /// compilation (seconds for a Python or JavaScript component). Entries
+    /// are keyed by the component's sha256 and the wasmtime version and
+    /// settings, and checked before use; the directory must be writable by
+    /// this user only. Default: `promwasm` in the user's cache directory
+    /// (`$XDG_CACHE_HOME`, else `~/.cache`).
+    #[arg(long, env = "PROMWASM_CACHE_DIR", conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
+
+    /// How a fresh instance's memory is reset: `auto` resets only the pages
+    /// the last instance touched when the kernel can scan for them and no
+    /// swap is active (else as `prefix`); `prefix` resets the first 128 KiB
+    /// and unmaps the rest, which is slower for large guests.
+    #[arg(long, env = "PROMWASM_MEMORY_RESET", value_enum, default_value_t = ResetChoice::Auto)]
+    pub memory_reset: ResetChoice,
+
+    /// Compile every component at start and keep nothing on disk.
+    #[arg(long, env = "PROMWASM_NO_CACHE")]
+    pub no_cache: bool,
+
+    /// Most bytes the cache directory may hold; past it the least recently
+    /// used entries are removed.
+    #[arg(long, env = "PROMWASM_CACHE_MAX_SIZE", default_value_t = Size(crate::cache::DEFAULT_MAX_SIZE))]
+    pub cache_max_size: Size,
 
     /// On SIGTERM or SIGINT, time requests in flight get to finish.
     #[arg(long, env = "PROMWASM_DRAIN_TIMEOUT", default_value_t = crate::server::DEFAULT_DRAIN.into())]
@@ -149,6 +167,13 @@ pub struct Cli {
     /// object per line) for systemd's journal, Kubernetes and log shippers.
     #[arg(long, env = "PROMWASM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--memory-reset`: detected, or the conservative way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ResetChoice {
+    Auto,
+    Prefix,
 }
 
 /// How log lines are written.
@@ -294,6 +319,32 @@ impl Cli {
     }
 
     /// The limits every guest call runs under.
+    /// Where the compiled cache is, and whether it was named (an unusable
+    /// default is only worth a warning); none with `--no-cache`, or when
+    /// there is no home directory to put it in.
+    pub fn cache(&self) -> Option<crate::cache::Settings> {
+        if self.no_cache {
+            return None;
+        }
+        let (dir, named) = match &self.cache_dir {
+            Some(dir) => (dir.clone(), true),
+            None => (crate::cache::default_dir()?, false),
+        };
+        Some(crate::cache::Settings {
+            dir,
+            named,
+            max_size: self.cache_max_size.0 as u64,
+        })
+    }
+
+    /// The memory reset `--memory-reset` gives on this machine, and why.
+    pub fn memory_reset(&self) -> (MemoryReset, &'static str) {
+        match self.memory_reset {
+            ResetChoice::Auto => MemoryReset::detect(),
+            ResetChoice::Prefix => (MemoryReset::Prefix, "--memory-reset prefix"),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             request_timeout: *self.request_timeout,

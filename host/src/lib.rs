@@ -19,11 +19,11 @@
 //! use promwasm::component::{Source, Spec};
 //! use promwasm::pipeline::{Pipeline, Role};
 //! use promwasm::registry::Families;
-//! use promwasm::runtime::{Limits, Runtime};
+//! use promwasm::runtime::{Limits, MemoryReset, Runtime};
 //!
 //! # async fn serve() -> anyhow::Result<()> {
 //! let source = Source {
-//!     runtime: Runtime::new(Limits::default(), None)?,
+//!     runtime: Runtime::new(Limits::default(), None, MemoryReset::detect().0)?,
 //!     options: MetricOptions { default_metrics: true, series: Default::default() },
 //!     serves_metrics: true,
 //!     // The built-in example at every path, as `promwasm` with no flags.

@@ -66,8 +66,10 @@ async fn run(cli: Cli) -> Result<()> {
     // Before anything is announced: a signal that arrives while its default
     // action still holds would end the process.
     let mut signals = Signals::install()?;
+    let (reset, why) = cli.memory_reset();
+    tracing::info!(reset = ?reset, "instance memory reset: {why}");
     let source = Source {
-        runtime: Runtime::new(cli.limits(), cli.cache_dir.as_deref())?,
+        runtime: Runtime::new(cli.limits(), cli.cache().as_ref(), reset)?,
         options: MetricOptions {
             default_metrics: !cli.no_default_metrics,
             series: cli.series_limits(),
@@ -86,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
     );
     tracing::info!(limits = ?cli.limits(), client = ?cli.client_limits(), series = ?cli.series_limits(), "limits");
 
+    promwasm::runtime::watch_swap(reset);
     signals.serve_until_stopped(&source, &pipeline).await;
     tracing::info!(drain_timeout = ?cli.drain_timeout(), "stopping: no new connections, draining requests in flight");
     let _ = stop.send(true);

@@ -21,6 +21,17 @@ pub const FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_WASM");
 /// The plain wasi:http/proxy fixture component.
 pub const HTTP_FIXTURE_WASM: &str = env!("PROMWASM_FIXTURE_HTTP_WASM");
 
+/// The example app in Python (`examples/python`), built for the tests.
+pub const PYTHON_EXAMPLE_WASM: &str = promwasm_lang_examples::PYTHON_EXAMPLE;
+/// The example app in JavaScript (`examples/js`), built for the tests.
+pub const JS_EXAMPLE_WASM: &str = promwasm_lang_examples::JS_EXAMPLE;
+
+/// The compiled cache every `promwasm` the tests start shares (through
+/// `PROMWASM_CACHE_DIR`, which a `--cache-dir` or `--no-cache` of a test's
+/// own overrides): the tests never write to the user's cache, and a Python
+/// or JavaScript component is compiled once per run, not once per test.
+pub const TEST_CACHE_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/promwasm-cache");
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -49,6 +60,7 @@ impl Promwasm {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Promwasm {
         let mut command = Command::new(env!("CARGO_BIN_EXE_promwasm"));
         command
+            .env("PROMWASM_CACHE_DIR", TEST_CACHE_DIR)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied());
@@ -179,6 +191,7 @@ impl Drop for Promwasm {
 /// code and stderr.
 pub fn start_failure(args: &[&str]) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_promwasm"))
+        .env("PROMWASM_CACHE_DIR", TEST_CACHE_DIR)
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -15,6 +15,7 @@
 pub mod contract;
 mod instances;
 mod proxy;
+mod reset;
 mod state;
 
 use std::path::Path;
@@ -27,7 +28,8 @@ use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::cache::{Cache, hex};
+use crate::cache::{self, Cache, hex};
+pub use reset::{MemoryReset, watch_swap};
 pub use crate::call_stats::{CallStats, Phases};
 pub use contract::{RouteHandlerWorld, RouteRequest, types};
 pub use instances::{Compiled, Guest, Instantiate};
@@ -212,10 +214,15 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine (and its epoch ticker) and links WASI, wasi:http
-    /// and the `metrics` import.
-    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> wasmtime::Result<Runtime> {
-        let engine =
-            Engine::new(&engine_config(&limits)).context("configuring the wasmtime engine")?;
+    /// and the `metrics` import; memory is reset between instances as
+    /// `reset` says.
+    pub fn new(
+        limits: Limits,
+        cache: Option<&cache::Settings>,
+        reset: MemoryReset,
+    ) -> wasmtime::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&limits, reset))
+            .context("configuring the wasmtime engine")?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -240,7 +247,7 @@ impl Runtime {
             engine,
             linker,
             limits,
-            cache: cache_dir.and_then(Cache::open),
+            cache: cache.and_then(Cache::open),
         })
     }
 
@@ -256,9 +263,12 @@ impl Runtime {
         limits.check_within(&self.limits)?;
         let sha256 = hex(&Sha256::digest(bytes));
         let compile = || {
-            Component::new(&self.engine, bytes).with_context(|| {
+            let started = std::time::Instant::now();
+            let component = Component::new(&self.engine, bytes).with_context(|| {
                 format!("{} is not a valid WebAssembly component", origin.display())
-            })
+            })?;
+            tracing::info!(component = %origin.display(), elapsed = ?started.elapsed(), "compiled component");
+            Ok(component)
         };
         let component = match &self.cache {
             Some(cache) => cache.get_or_compile(&self.engine, &sha256, compile)?,
@@ -413,24 +423,24 @@ impl RouteHandlerGuest {
 }
 
 /// Engine settings for many short-lived instances: the pooling allocator
-/// keeps each slot's touched pages resident and resets them between
-/// instances (the isolation stays), epochs interrupt long calls, and the
-/// component-model concurrency machinery a WASI 0.2 world does not use is off.
-fn engine_config(limits: &Limits) -> Config {
+/// resets each slot between instances as `reset` says (the isolation
+/// stays), epochs interrupt long calls, and the component-model concurrency
+/// machinery a WASI 0.2 world does not use is off.
+fn engine_config(limits: &Limits, reset: MemoryReset) -> Config {
     let n = limits.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         // A Rust std guest is a dozen or more core instances (its own module
-        // plus the adapter and shims that wire WASI), but only one or two
-        // memories and a few tables.
+        // plus the adapter and shims that wire WASI), a Python one 14, but
+        // only one or two memories and a few tables.
         .total_core_instances(n.saturating_mul(24))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
         .max_memory_size(limits.max_memory)
-        .linear_memory_keep_resident(128 << 10)
         .table_keep_resident(64 << 10);
     let mut config = Config::new();
+    reset.configure(&mut pool, &mut config, limits.max_memory);
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)

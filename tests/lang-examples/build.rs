@@ -1,0 +1,70 @@
+//! Builds the Python and JavaScript examples into components with the tools
+//! `scripts/test-deps.sh` installs into the repository (`.venv`,
+//! `node_modules`). A missing tool fails the build naming it: the tests of
+//! these examples are never skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let here = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = here.join("../..").canonicalize().expect("the crate sits in tests/ of the repository");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for watched in [
+        "wit",
+        "sdk/python/promwasm",
+        "examples/python",
+        "sdk/js",
+        "examples/js",
+        "package-lock.json",
+        "scripts/requirements-test.txt",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let componentize_py = tool(&root, ".venv/bin/componentize-py");
+    let mut python = Command::new(componentize_py);
+    python
+        .current_dir(&root)
+        .args(["-d", "wit", "-w", "route-handler", "componentize"])
+        .args(["-p", "sdk/python", "-p", "examples/python", "app", "-o"])
+        .arg(out.join("example-python.wasm"));
+    run(python, "the Python example (examples/python)");
+
+    let componentize_js = tool(&root, "node_modules/.bin/componentize-js");
+    let mut js = Command::new(componentize_js);
+    js.current_dir(&root)
+        .args(["--wit", "wit", "--world-name", "route-handler"])
+        .args(["-d", "http", "fetch-event", "-o"])
+        .arg(out.join("example-js.wasm"))
+        .arg("examples/js/app.js");
+    run(js, "the JavaScript example (examples/js)");
+}
+
+/// The tool at `relative` in the repository, or a failed build that says how
+/// to install it.
+fn tool(root: &Path, relative: &str) -> PathBuf {
+    let path = root.join(relative);
+    if !path.exists() {
+        panic!(
+            "{} is missing: the Python and JavaScript examples are built with it; \
+             install the test tools with `bash scripts/test-deps.sh`",
+            path.display()
+        );
+    }
+    path
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("building {what}: running {command:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "building {what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
