@@ -145,12 +145,36 @@ fn behaviour_table(example: Example) {
         // language the app is written in (Python's float() would take
         // `1_000` and `\u{663}`, its repr writes `1e-06`; JavaScript's
         // Number() would take `0x10`, it writes `400` and `1e+22`).
-        ("/square?num=1_000", 400, "Request parameter 'num' is not a number: '1_000'"),
-        ("/square?num=%D9%A3", 400, "Request parameter 'num' is not a number: '\u{663}'"),
-        ("/square?num=1e", 400, "Request parameter 'num' is not a number: '1e'"),
-        ("/square?num=e5", 400, "Request parameter 'num' is not a number: 'e5'"),
-        ("/square?num=Infinity", 400, "Request parameter 'num' must be finite, got 'Infinity'"),
-        ("/square?num=-nan", 400, "Request parameter 'num' must be finite, got '-nan'"),
+        (
+            "/square?num=1_000",
+            400,
+            "Request parameter 'num' is not a number: '1_000'",
+        ),
+        (
+            "/square?num=%D9%A3",
+            400,
+            "Request parameter 'num' is not a number: '\u{663}'",
+        ),
+        (
+            "/square?num=1e",
+            400,
+            "Request parameter 'num' is not a number: '1e'",
+        ),
+        (
+            "/square?num=e5",
+            400,
+            "Request parameter 'num' is not a number: 'e5'",
+        ),
+        (
+            "/square?num=Infinity",
+            400,
+            "Request parameter 'num' must be finite, got 'Infinity'",
+        ),
+        (
+            "/square?num=-nan",
+            400,
+            "Request parameter 'num' must be finite, got '-nan'",
+        ),
         ("/square?num=%C2%A04", 200, "16.0"),
         ("/square?num=%20%204%09", 200, "16.0"),
         ("/square?num=0.001", 200, "1e-6"),
@@ -941,6 +965,158 @@ fn compiled_artifact_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     // Logs to a pipe carry no colour codes.
     assert!(!fifth.contains('\x1b'), "{fifth:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts and stops `promwasm ARGS` on its own environment (none of the
+/// tests' shared cache), after one answered request (of any status); its
+/// stderr.
+fn run_once(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promwasm"));
+    command
+        .env_remove("PROMWASM_CACHE_DIR")
+        .envs(env.iter().copied())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args);
+    let app = Promwasm::start_command(command, false);
+    assert!(app.get("/").status >= 200);
+    app.signal("TERM");
+    let (code, stderr) = app.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+    stderr
+}
+
+/// The `.cwasm` entries in `dir`, by name.
+fn cache_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_cache_is_on_by_default_in_the_users_cache_directory() {
+    let base = std::env::temp_dir().join(format!("promwasm-xdg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let xdg = base.to_str().unwrap();
+
+    let first = run_once(&[], &[("XDG_CACHE_HOME", xdg)]);
+    assert!(
+        first.contains("compiled component stored in the cache"),
+        "{first}"
+    );
+    assert_eq!(cache_entries(&base.join("promwasm")).len(), 1);
+    let second = run_once(&[], &[("XDG_CACHE_HOME", xdg)]);
+    assert!(
+        second.contains("compiled component taken from the cache"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("compiled component component="),
+        "{second}"
+    );
+
+    // --no-cache compiles and writes nothing, whatever directory is named.
+    let off = base.join("off");
+    let third = run_once(
+        &["--no-cache", "--cache-dir", off.to_str().unwrap()],
+        &[("XDG_CACHE_HOME", xdg)],
+    );
+    assert!(third.contains("compiled component component="), "{third}");
+    assert!(!third.contains("cache"), "{third}");
+    assert!(!off.exists());
+
+    // A default that cannot be created is one warning, and the host serves.
+    let file = base.join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let fourth = run_once(&[], &[("XDG_CACHE_HOME", file.to_str().unwrap())]);
+    assert_eq!(
+        fourth.matches("cache directory unusable, compiling without it (the default; pass --cache-dir to move it or --no-cache to turn it off)").count(),
+        1,
+        "{fourth}"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn the_cache_keeps_within_its_size_by_evicting_the_least_recently_used() {
+    let base = std::env::temp_dir().join(format!("promwasm-lru-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let components = [
+        support::EXAMPLE_WASM,
+        support::FIXTURE_WASM,
+        support::HTTP_FIXTURE_WASM,
+    ];
+    // Each entry's size, from a directory of its own.
+    let sizes: Vec<u64> = components
+        .iter()
+        .enumerate()
+        .map(|(i, component)| {
+            let dir = base.join(format!("size-{i}"));
+            run_once(
+                &[
+                    "--component",
+                    component,
+                    "--cache-dir",
+                    dir.to_str().unwrap(),
+                ],
+                &[],
+            );
+            let entry = &cache_entries(&dir)[0];
+            std::fs::metadata(dir.join(entry)).unwrap().len()
+        })
+        .collect();
+    let entry_of = |i: usize| cache_entries(&base.join(format!("size-{i}")))[0].clone();
+
+    let dir = base.join("cache");
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let run = |i: usize, max: u64| {
+        let max = max.to_string();
+        run_once(
+            &[
+                "--component",
+                components[i],
+                "--cache-dir",
+                &dir_arg,
+                "--cache-max-size",
+                &max,
+            ],
+            &[],
+        )
+    };
+    // Room for one entry: the older is evicted when the next is stored.
+    let one = sizes[0].max(sizes[1]);
+    run(0, one);
+    let second = run(1, one);
+    assert!(
+        second.contains("cache entry evicted to keep the cache within --cache-max-size"),
+        "{second}"
+    );
+    assert_eq!(cache_entries(&dir), [entry_of(1)]);
+
+    // Room for two: the one used least recently goes, not the oldest stored.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut sorted = sizes.clone();
+    sorted.sort();
+    let two = sorted[1] + sorted[2];
+    run(0, two);
+    std::thread::sleep(Duration::from_millis(20));
+    run(1, two);
+    std::thread::sleep(Duration::from_millis(20));
+    let hit = run(0, two);
+    assert!(
+        hit.contains("compiled component taken from the cache"),
+        "{hit}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    run(2, two);
+    let mut expected = vec![entry_of(0), entry_of(2)];
+    expected.sort();
+    assert_eq!(cache_entries(&dir), expected);
+    std::fs::remove_dir_all(&base).unwrap();
 }
 
 /// The README's SDK app, built as a component on contract 0.2.0: the host

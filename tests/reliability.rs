@@ -426,6 +426,50 @@ fn every_request_gets_a_fresh_instance_unless_reuse_is_asked() {
     );
 }
 
+/// Whatever a guest leaves in its memory is gone for the next instance,
+/// with either way of resetting memory: the heap (8 MiB, past the initial
+/// memory, so it lies in grown memory) and a static buffer are read back at
+/// the same addresses by the next instance, in the only slot the pool has.
+#[test]
+fn no_guest_data_survives_into_the_next_instance() {
+    let peek = |app: &Promwasm, addr: &str, len: &str| {
+        let reply = app.get(&format!("/peek?addr={addr}&len={len}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    };
+    for reset in ["auto", "prefix"] {
+        let app = fixture(&["--max-instances", "1", "--memory-reset", reset]);
+        for mib in ["8", "1", "0"] {
+            let written = app.get(&format!("/secret?mib={mib}")).body;
+            let [heap, heap_len, statics, statics_len] = written
+                .split(' ')
+                .collect::<Vec<_>>()
+                .try_into()
+                .unwrap_or_else(|_| panic!("{written}"));
+            for _ in 0..3 {
+                assert_eq!(
+                    peek(&app, heap, heap_len),
+                    "clean",
+                    "{reset}: heap {mib} MiB"
+                );
+                assert_eq!(
+                    peek(&app, statics, statics_len),
+                    "clean",
+                    "{reset}: static buffer"
+                );
+            }
+        }
+    }
+    // The probe sees the marker when the instance is reused, as asked.
+    let reused = fixture(&["--max-instances", "1", "--instance-reuse", "2"]);
+    let written = reused.get("/secret?mib=1").body;
+    let fields: Vec<&str> = written.split(' ').collect();
+    assert_eq!(
+        peek(&reused, fields[0], fields[1]),
+        format!("found at {}", fields[0])
+    );
+}
+
 #[test]
 fn a_full_pool_is_a_503_of_the_route_not_a_rejection() {
     let app = fixture(&["--max-instances", "1"]);

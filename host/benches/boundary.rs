@@ -30,8 +30,7 @@ use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
 use ::promwasm::runtime::{
     CallStats, Limits, Loaded, MemoryReset, RouteHandlerCompiled, RouteHandlerGuest, RouteRequest,
-    Runtime,
-    Update, types,
+    Runtime, Update, types,
 };
 use ::promwasm::trace::sampled_trace;
 use promwasm_seed::{Metric, Route};

@@ -149,7 +149,9 @@ impl Cache {
                     total -= len;
                     tracing::info!(entry = %path.display(), bytes = len, max = self.max_size, "cache entry evicted to keep the cache within --cache-max-size");
                 }
-                Err(e) => tracing::warn!(entry = %path.display(), "could not evict a cache entry: {e}"),
+                Err(e) => {
+                    tracing::warn!(entry = %path.display(), "could not evict a cache entry: {e}")
+                }
             }
         }
     }

@@ -140,7 +140,7 @@ pub struct Cli {
     /// settings, and checked before use; the directory must be writable by
     /// this user only. Default: `promwasm` in the user's cache directory
     /// (`$XDG_CACHE_HOME`, else `~/.cache`).
-    #[arg(long, env = "PROMWASM_CACHE_DIR", conflicts_with = "no_cache")]
+    #[arg(long, env = "PROMWASM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// How a fresh instance's memory is reset: `auto` resets only the pages
@@ -150,7 +150,8 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_MEMORY_RESET", value_enum, default_value_t = ResetChoice::Auto)]
     pub memory_reset: ResetChoice,
 
-    /// Compile every component at start and keep nothing on disk.
+    /// Compile every component at start and keep nothing on disk (wins over
+    /// `--cache-dir`).
     #[arg(long, env = "PROMWASM_NO_CACHE")]
     pub no_cache: bool,
 

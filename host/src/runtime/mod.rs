@@ -29,11 +29,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, Cache, hex};
-pub use reset::{MemoryReset, watch_swap};
 pub use crate::call_stats::{CallStats, Phases};
 pub use contract::{RouteHandlerWorld, RouteRequest, types};
 pub use instances::{Compiled, Guest, Instantiate};
 pub use proxy::{Head, WasiHttpGuest};
+pub use reset::{MemoryReset, watch_swap};
 pub use state::HostState;
 
 #[doc(hidden)]

@@ -40,7 +40,10 @@ impl MemoryReset {
     /// else `Prefix`, with the reason.
     pub fn detect() -> (MemoryReset, &'static str) {
         if !PoolingAllocationConfig::is_pagemap_scan_available() {
-            return (MemoryReset::Prefix, "the kernel has no PAGEMAP_SCAN (Linux 6.7+)");
+            return (
+                MemoryReset::Prefix,
+                "the kernel has no PAGEMAP_SCAN (Linux 6.7+)",
+            );
         }
         match active_swap() {
             Some(false) => (MemoryReset::DirtyPages, "no swap is active"),
@@ -51,7 +54,12 @@ impl MemoryReset {
 
     /// Sets the pool's and the engine's memory settings for this reset,
     /// for memories of at most `max_memory` bytes.
-    pub fn configure(self, pool: &mut PoolingAllocationConfig, config: &mut Config, max_memory: usize) {
+    pub fn configure(
+        self,
+        pool: &mut PoolingAllocationConfig,
+        config: &mut Config,
+        max_memory: usize,
+    ) {
         match self {
             MemoryReset::DirtyPages => {
                 pool.pagemap_scan(Enabled::Yes)
