@@ -11,7 +11,10 @@
 # series, cold start to the first answered request, and resident memory idle and under
 # load. It prints one table at the end. Every process it starts is stopped on exit.
 #
-# Needs: cargo, wrk, curl, taskset (util-linux), awk. About 4 minutes after the build.
+# Then the example in Rust, Python and JavaScript (examples/, built here with the
+# tools of scripts/test-deps.sh), fresh and reused instances, wrk -t1 -c8, with
+# the server's CPU per request (LANGS=0 leaves it out).
+# Needs: cargo, wrk, curl, taskset (util-linux), awk. About 7 minutes after the build.
 # EXTRA_ARGS="--instance-reuse 100" adds (d) promwasm with those flags to the wrk runs.
 # When wasmtime-cli 48.0.8 is at $WASMTIME (default target/wasmtime-cli/bin/wasmtime;
 # `cargo install wasmtime-cli --version 48.0.8 --locked --root target/wasmtime-cli`,
@@ -46,6 +49,9 @@ for tool in wrk curl taskset awk; do
 done
 
 WORK=$(mktemp -d /tmp/promwasm-bench.XXXXXX)
+# Every promwasm started here keeps its compiled cache in $WORK, not in the
+# user's cache directory; the cold start without the cache passes --no-cache.
+export PROMWASM_CACHE_DIR=$WORK/cache
 PIDS=()
 stop_all() {
     local pid
@@ -283,6 +289,43 @@ for s in $SERVERS; do
 done
 stop_all
 
+# --- the example in three languages ---------------------------------------------------
+# The same app (guest/, examples/python, examples/js) with a fresh instance per
+# request and with --instance-reuse 1000, wrk -t1 -c8; built here with the tools
+# of scripts/test-deps.sh (LANGS=0 leaves this phase out).
+LANG_SERVERS=""
+LANG_CONNS=8
+if [ "${LANGS:-1}" = 1 ]; then
+    PY_TOOL=$ROOT/.venv/bin/componentize-py
+    JS_TOOL=$ROOT/node_modules/.bin/componentize-js
+    if [ -x "$PY_TOOL" ] && [ -x "$JS_TOOL" ]; then
+        log "languages: building examples/python and examples/js"
+        (cd "$ROOT" && "$PY_TOOL" -d wit -w route-handler componentize -p sdk/python -p examples/python app -o "$WORK/example-python.wasm" >/dev/null)
+        (cd "$ROOT" && "$JS_TOOL" --wit wit --world-name route-handler -d http fetch-event -o "$WORK/example-js.wasm" examples/js/app.js >/dev/null)
+        start lr "$PROMWASM" --cache-dir "$WORK/cache"
+        start lp "$PROMWASM" --cache-dir "$WORK/cache" --component "$WORK/example-python.wasm"
+        start lj "$PROMWASM" --cache-dir "$WORK/cache" --component "$WORK/example-js.wasm"
+        start lR "$PROMWASM" --cache-dir "$WORK/cache" --instance-reuse 1000
+        start lP "$PROMWASM" --cache-dir "$WORK/cache" --component "$WORK/example-python.wasm" --instance-reuse 1000
+        start lJ "$PROMWASM" --cache-dir "$WORK/cache" --component "$WORK/example-js.wasm" --instance-reuse 1000
+        LANG_SERVERS="lr lp lj lR lP lJ"
+        for s in $LANG_SERVERS; do
+            url_var="URL_$s"
+            curl -fsS -H 'user: john' "${!url_var}$ROUTE" >/dev/null
+            run_wrk "$s" "$LANG_CONNS" "$WARMUP" 0
+        done
+        for rep in $(seq 1 "$REPS"); do
+            for s in $LANG_SERVERS; do
+                run_wrk "$s" "$LANG_CONNS" "$DURATION"
+                echo "$LAST_LINE" >>"$WORK/$s.$LANG_CONNS"
+            done
+        done
+        stop_all
+    else
+        log "languages: $PY_TOOL or $JS_TOOL is missing (bash scripts/test-deps.sh installs them): the language rows are left out"
+    fi
+fi
+
 # --- /metrics with many series -------------------------------------------------------
 log "/metrics: creating $SERIES series of flask_app_total_auths (promwasm --series-cap $((SERIES * 2)))"
 start m "$PROMWASM" --series-cap "$((SERIES * 2))"
@@ -357,7 +400,7 @@ if "$PROMWASM" --help | grep -q -- '--cache-dir'; then
     cold_start cc "$PROMWASM" --cache-dir "$WORK/cache" >/dev/null
 fi
 for i in $(seq 1 "$STARTS"); do
-    cold_a+=("$(cold_start ca "$PROMWASM")")
+    cold_a+=("$(cold_start ca "$PROMWASM" --no-cache)")
     cold_b+=("$(cold_start cb "$NATIVE")")
     [ "$HAS_CACHE" = no ] || cold_cached+=("$(cold_start cc "$PROMWASM" --cache-dir "$WORK/cache")")
 done
@@ -432,11 +475,29 @@ if [ "$WASI_HTTP" = yes ]; then
             "$(ratio "$(cpu_us f "$conns")" "$(cpu_us e "$conns")")"
     done
 fi
+if [ -n "$LANG_SERVERS" ]; then
+    echo
+    echo "the example in each language, wrk -t1 -c$LANG_CONNS, median of $REPS runs"
+    printf '%-44s %12s %15s %10s %16s %12s\n' "server" "req/s" "(min-max)" "p99 ms" "CPU/request µs" "vs Rust"
+    for s in $LANG_SERVERS; do
+        case $s in
+            lr) label="Rust (guest/), fresh instance" base=lr ;;
+            lp) label="Python (examples/python), fresh instance" base=lr ;;
+            lj) label="JavaScript (examples/js), fresh instance" base=lr ;;
+            lR) label="Rust, --instance-reuse 1000" base=lR ;;
+            lP) label="Python, --instance-reuse 1000" base=lR ;;
+            lJ) label="JavaScript, --instance-reuse 1000" base=lR ;;
+        esac
+        printf '%-44s %12.0f %15s %10.3f %16s %12s\n' "$label" "$(med 1 "$WORK/$s.$LANG_CONNS")" "($(range 1 "$WORK/$s.$LANG_CONNS"))" \
+            "$(med 3 "$WORK/$s.$LANG_CONNS")" "$(cpu_us "$s" "$LANG_CONNS")" \
+            "$(ratio "$(med 1 "$WORK/$s.$LANG_CONNS")" "$(med 1 "$WORK/$base.$LANG_CONNS")")"
+    done
+fi
 echo
 printf '%-50s %s\n' "measure" "value"
 printf '%-50s %s ms text 0.0.4, %s ms OpenMetrics (%s auth series, %s samples, %s KiB)\n' "/metrics scrape with curl, median of $SCRAPES" \
     "$SCRAPE_TEXT" "$SCRAPE_OM" "$series" "$samples" "$((metrics_body / 1024))"
-printf '%-50s %s ms promwasm, %s ms promwasm --cache-dir (warm cache), %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_CACHED" "$COLD_B"
+printf '%-50s %s ms promwasm --no-cache, %s ms promwasm --cache-dir (warm cache), %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_CACHED" "$COLD_B"
 printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory idle (VmRSS after 1 request)" \
     "$(mib "$(cat "$WORK/a.idlerss")")" "$(mib "$(cat "$WORK/b.idlerss")")" "$(mib "$(cat "$WORK/c.idlerss")")"
 printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory under load (max VmRSS sampled)" \
@@ -471,5 +532,9 @@ if [ "$WASI_HTTP" = yes ]; then
     fe_cpu=$(ratio "$(cpu_us f "$first")" "$(cpu_us e "$first")")
     printf '%-58s %-12s %s\n' "wasi:http req/s e/f at $first connections >= 3" "$ef" "$(verdict "$ef" '>=' 3)"
     printf '%-58s %-12s %s\n' "wasi:http server CPU/request f/e at $first conns >= 3" "$fe_cpu" "$(verdict "$fe_cpu" '>=' 3)"
+fi
+if [ -n "$LANG_SERVERS" ]; then
+    py=$(ratio "$(med 1 "$WORK/lp.$LANG_CONNS")" "$(med 1 "$WORK/lr.$LANG_CONNS")")
+    printf '%-58s %-12s %s\n' "Python fresh-instance req/s / Rust's at $LANG_CONNS conns >= 0.06" "$py" "$(verdict "$py" '>=' 0.06)"
 fi
 echo "(micro-benchmark <= 10 µs/request: cargo bench --bench boundary)"

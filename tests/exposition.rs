@@ -128,3 +128,19 @@ fn a_contract_0_1_0_component_gives_the_same_exposition() {
         support::EXAMPLE_0_1_0_WASM,
     ]));
 }
+
+/// The example on the Python SDK gives the same exposition, byte for byte
+/// but the masked timings.
+#[test]
+fn the_python_example_gives_the_same_exposition() {
+    exposition_after_traffic(&Promwasm::start(&[
+        "--component",
+        support::PYTHON_EXAMPLE_WASM,
+    ]));
+}
+
+/// The example on the JavaScript SDK gives the same exposition.
+#[test]
+fn the_javascript_example_gives_the_same_exposition() {
+    exposition_after_traffic(&Promwasm::start(&["--component", support::JS_EXAMPLE_WASM]));
+}

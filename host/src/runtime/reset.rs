@@ -4,15 +4,16 @@
 //!
 //! - `DirtyPages`: the `PAGEMAP_SCAN` ioctl (Linux 6.7+) finds the pages the
 //!   last instance touched and only those are reset, in place: they stay
-//!   mapped, so the next instance takes no page faults on them. Memory is
-//!   initialised by copying the data segments rather than mapping an image
-//!   copy-on-write: a copy-on-write fault costs a TLB shootdown on every
-//!   core the process runs on, and a Python or JavaScript guest, whose
-//!   snapshot is 9-12 MiB, took some 230 of them per request
-//!   (docs/PERFORMANCE.md).
-//! - `Prefix`: the first 128 KiB are reset with `memset`, the rest is handed
-//!   back to the kernel with `madvise`, and memory is an image mapped
-//!   copy-on-write. This is wasmtime's default way.
+//!   mapped, so the next instance takes no page faults on them.
+//! - `Prefix`: the first 128 KiB are reset with `memset` and the rest is
+//!   handed back to the kernel with `madvise` (wasmtime's default).
+//!
+//! Either way memory is initialised by copying the data segments, not by
+//! mapping an image copy-on-write (`Config::memory_init_cow(false)`): a
+//! copy-on-write fault costs a TLB shootdown on every core the process runs
+//! on, and a Python or JavaScript guest, whose snapshot is 9-12 MiB, took
+//! some 230 of them per request (docs/PERFORMANCE.md). Both ways compile
+//! alike, so one cache entry serves either.
 //!
 //! Isolation: wasmtime 48's scan sees only pages that are in memory, so a
 //! dirty page the kernel had swapped out would be skipped and a later
@@ -64,13 +65,13 @@ impl MemoryReset {
             MemoryReset::DirtyPages => {
                 pool.pagemap_scan(Enabled::Yes)
                     .linear_memory_keep_resident(max_memory);
-                config.memory_init_cow(false);
             }
             MemoryReset::Prefix => {
                 pool.pagemap_scan(Enabled::No)
                     .linear_memory_keep_resident(PREFIX_KEEP_RESIDENT);
             }
         }
+        config.memory_init_cow(false);
     }
 }
 
