@@ -1121,10 +1121,48 @@ fn the_cache_keeps_within_its_size_by_evicting_the_least_recently_used() {
 
 /// The README's SDK app, built as a component on contract 0.2.0: the host
 /// hands it the `{item}` parameter by name, the headers and the body, and
-/// records its metrics and the default families under its prefix.
+/// records its metrics and the default families under its prefix. The same
+/// app on the Python and JavaScript SDKs answers and counts alike.
 #[test]
-fn the_readmes_sdk_app_is_served_as_documented() {
-    let app = Promwasm::start(&["--component", env!("PROMWASM_FIXTURE_SHOP_WASM")]);
+fn the_readmes_sdk_apps_are_served_as_documented() {
+    for (language, component) in [
+        ("Rust", env!("PROMWASM_FIXTURE_SHOP_WASM")),
+        ("Python", promwasm_lang_examples::PYTHON_SHOP),
+        ("JavaScript", promwasm_lang_examples::JS_SHOP),
+    ] {
+        eprintln!("the README's {language} app");
+        shop_answers_as_documented(component);
+    }
+}
+
+/// The README's Python and JavaScript apps are the files the tests build.
+#[test]
+fn the_readmes_python_and_javascript_apps_are_the_examples() {
+    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
+    for (heading, fence, file, comment) in [
+        (
+            "### In Python",
+            "```python\n",
+            "examples/python/shop.py",
+            "# ",
+        ),
+        ("### In JavaScript", "```js\n", "examples/js/shop.js", "// "),
+    ] {
+        let section = &readme[readme.find(heading).expect(heading)..];
+        let start = section.find(fence).expect("a code block") + fence.len();
+        let end = start + section[start..].find("```\n").expect("its end");
+        let example = std::fs::read_to_string(support::repo_root().join(file)).unwrap();
+        let begin = format!("{comment}README begin\n");
+        let from = example.find(&begin).expect("begin marker") + begin.len();
+        let to = example
+            .find(&format!("{comment}README end"))
+            .expect("end marker");
+        assert_eq!(&section[start..end], &example[from..to], "{file}");
+    }
+}
+
+fn shop_answers_as_documented(component: &str) {
+    let app = Promwasm::start(&["--component", component]);
     let key = [("api-key", "k")];
     let order = request("POST", &app.url("/orders/tea?count=2"), &key, b"");
     assert_eq!(

@@ -28,22 +28,24 @@ fn main() {
     }
 
     let componentize_py = tool(&root, ".venv/bin/componentize-py");
-    let mut python = Command::new(componentize_py);
-    python
-        .current_dir(&root)
-        .args(["-d", "wit", "-w", "route-handler", "componentize"])
-        .args(["-p", "sdk/python", "-p", "examples/python", "app", "-o"])
-        .arg(out.join("example-python.wasm"));
-    run(python, "the Python example (examples/python)");
-
     let componentize_js = tool(&root, "node_modules/.bin/componentize-js");
-    let mut js = Command::new(componentize_js);
-    js.current_dir(&root)
-        .args(["--wit", "wit", "--world-name", "route-handler"])
-        .args(["-d", "http", "fetch-event", "-o"])
-        .arg(out.join("example-js.wasm"))
-        .arg("examples/js/app.js");
-    run(js, "the JavaScript example (examples/js)");
+    for module in ["app", "shop"] {
+        let mut python = Command::new(&componentize_py);
+        python
+            .current_dir(&root)
+            .args(["-d", "wit", "-w", "route-handler", "componentize"])
+            .args(["-p", "sdk/python", "-p", "examples/python", module, "-o"])
+            .arg(out.join(format!("python-{module}.wasm")));
+        run(python, &format!("examples/python/{module}.py"));
+
+        let mut js = Command::new(&componentize_js);
+        js.current_dir(&root)
+            .args(["--wit", "wit", "--world-name", "route-handler"])
+            .args(["-d", "http", "fetch-event", "-o"])
+            .arg(out.join(format!("js-{module}.wasm")))
+            .arg(format!("examples/js/{module}.js"));
+        run(js, &format!("examples/js/{module}.js"));
+    }
 }
 
 /// The tool at `relative` in the repository, or a failed build that says how

@@ -1,11 +1,18 @@
-//! The example app built in the other languages the SDKs serve, by this
+//! The example apps built in the other languages the SDKs serve, by this
 //! crate's build script (with componentize-py and componentize-js, which
 //! `scripts/test-deps.sh` installs into the repository), so `cargo test`
-//! needs nothing built by hand. Each is the seed app of `guest/`, whose
-//! behaviour and metrics the tests hold them to.
+//! needs nothing built by hand. `app` is the seed app of `guest/`, `shop`
+//! the README's app of the Rust SDK (`sdk/rust/examples/shop.rs`): the tests
+//! hold each to its Rust original's behaviour and metrics.
 
 /// `examples/python/app.py` on `sdk/python`, built with componentize-py.
-pub const PYTHON_EXAMPLE: &str = concat!(env!("OUT_DIR"), "/example-python.wasm");
+pub const PYTHON_EXAMPLE: &str = concat!(env!("OUT_DIR"), "/python-app.wasm");
 
 /// `examples/js/app.js` on `sdk/js`, built with componentize-js.
-pub const JS_EXAMPLE: &str = concat!(env!("OUT_DIR"), "/example-js.wasm");
+pub const JS_EXAMPLE: &str = concat!(env!("OUT_DIR"), "/js-app.wasm");
+
+/// `examples/python/shop.py`, the README's Python app.
+pub const PYTHON_SHOP: &str = concat!(env!("OUT_DIR"), "/python-shop.wasm");
+
+/// `examples/js/shop.js`, the README's JavaScript app.
+pub const JS_SHOP: &str = concat!(env!("OUT_DIR"), "/js-shop.wasm");
