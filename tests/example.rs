@@ -1161,6 +1161,20 @@ fn the_readmes_python_and_javascript_apps_are_the_examples() {
     }
 }
 
+/// The Python SDK's own tests (`sdk/python/tests`), natively: declarations,
+/// request parsing, answers and metric updates.
+#[test]
+fn the_python_sdk_passes_its_own_tests() {
+    let output = Command::new(support::python())
+        .args(["-B", "-m", "unittest", "discover", "-s", "sdk/python/tests"])
+        .current_dir(support::repo_root())
+        .output()
+        .expect("running the Python SDK's tests");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("\nRan 12 tests in "), "{report}");
+}
+
 fn shop_answers_as_documented(component: &str) {
     let app = Promwasm::start(&["--component", component]);
     let key = [("api-key", "k")];

@@ -131,8 +131,46 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
 
 #[test]
 fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
+    for reset in ["prefix", "auto"] {
+        memory_limit_holds(reset);
+    }
+}
+
+/// The dirty-page reset keeps at most 16 MiB of a slot resident, however
+/// much its guest touched: ten guests that each touch 40 MiB at once leave
+/// at most 160 MiB behind.
+#[test]
+fn idle_slots_keep_at_most_16_mib_each() {
+    let app = fixture(&["--memory-reset", "auto"]);
+    assert_eq!(app.get("/alloc?mib=1").status, 200);
+    let idle_kib = status_kib(app.pid(), "VmRSS:");
+    let url = app.url("/alloc?mib=40");
+    let touched: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || request("GET", &url, &[], b"").body)
+        })
+        .collect();
+    for handle in touched {
+        assert_eq!(handle.join().unwrap(), "allocated 40 MiB");
+    }
+    let peak_kib = status_kib(app.pid(), "VmHWM:");
+    let after_kib = status_kib(app.pid(), "VmRSS:");
+    assert!(
+        peak_kib > idle_kib + 2 * 40 * 1024,
+        "peak {peak_kib} KiB, idle {idle_kib} KiB"
+    );
+    assert!(
+        after_kib < idle_kib + 10 * 16 * 1024 + 32 * 1024,
+        "RSS after {after_kib} KiB, peak {peak_kib} KiB, idle {idle_kib} KiB"
+    );
+}
+
+/// Ten guests that allocate past `--max-memory` at once, under the memory
+/// reset `reset`: each fails alone, and resident memory stays bounded.
+fn memory_limit_holds(reset: &str) {
     const LIMIT_MIB: u64 = 16;
-    let app = fixture(&["--max-memory", "16MiB"]);
+    let app = fixture(&["--max-memory", "16MiB", "--memory-reset", reset]);
     let within = app.get("/alloc?mib=4");
     assert_eq!(
         (within.status, within.body.as_str()),
@@ -169,10 +207,16 @@ fn memory_limit_stops_a_guest_and_keeps_the_host_bounded() {
         peak_kib < bound_kib,
         "peak RSS {peak_kib} KiB, idle {idle_kib} KiB"
     );
+    // Afterwards `prefix` has returned the pages; `auto` (the dirty-page
+    // reset) keeps what each slot touched, up to 16 MiB a slot, and no more.
     let after_kib = status_kib(app.pid(), "VmRSS:");
+    let kept_kib = match reset {
+        "prefix" => 2 * LIMIT_MIB * 1024,
+        _ => 10 * LIMIT_MIB.min(16) * 1024 + 32 * 1024,
+    };
     assert!(
-        after_kib < idle_kib + 2 * LIMIT_MIB * 1024,
-        "RSS after {after_kib} KiB, idle {idle_kib} KiB"
+        after_kib < idle_kib + kept_kib,
+        "{reset}: RSS after {after_kib} KiB, idle {idle_kib} KiB"
     );
     assert_eq!(app.get("/alloc?mib=1").status, 200);
 }

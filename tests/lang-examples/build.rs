@@ -29,12 +29,26 @@ fn main() {
 
     let componentize_py = tool(&root, ".venv/bin/componentize-py");
     let componentize_js = tool(&root, "node_modules/.bin/componentize-js");
+    // componentize-py writes `__pycache__` beside the modules it imports:
+    // it builds from a copy, so the source tree (which cargo watches) stays
+    // as it is.
+    let python_src = out.join("python-src");
+    let _ = std::fs::remove_dir_all(&python_src);
+    copy_py(
+        &root.join("sdk/python/promwasm"),
+        &python_src.join("sdk/promwasm"),
+    );
+    copy_py(&root.join("examples/python"), &python_src.join("examples"));
     for module in ["app", "shop"] {
         let mut python = Command::new(&componentize_py);
         python
             .current_dir(&root)
-            .args(["-d", "wit", "-w", "route-handler", "componentize"])
-            .args(["-p", "sdk/python", "-p", "examples/python", module, "-o"])
+            .args(["-d", "wit", "-w", "route-handler", "componentize", "-p"])
+            .arg(python_src.join("sdk"))
+            .arg("-p")
+            .arg(python_src.join("examples"))
+            .arg(module)
+            .arg("-o")
             .arg(out.join(format!("python-{module}.wasm")));
         run(python, &format!("examples/python/{module}.py"));
 
@@ -45,6 +59,21 @@ fn main() {
             .arg(out.join(format!("js-{module}.wasm")))
             .arg(format!("examples/js/{module}.js"));
         run(js, &format!("examples/js/{module}.js"));
+    }
+}
+
+/// Copies the `.py` files of `from` into `to`.
+fn copy_py(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    let listing =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    for entry in listing {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|x| x == "py") {
+            let copy = to.join(path.file_name().expect("a file name"));
+            std::fs::copy(&path, &copy)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
     }
 }
 

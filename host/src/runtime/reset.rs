@@ -4,7 +4,9 @@
 //!
 //! - `DirtyPages`: the `PAGEMAP_SCAN` ioctl (Linux 6.7+) finds the pages the
 //!   last instance touched and only those are reset, in place: they stay
-//!   mapped, so the next instance takes no page faults on them.
+//!   mapped (up to 16 MiB a slot), so the next instance takes no page faults
+//!   on them. The price is memory: each slot a guest used keeps what it
+//!   touched resident.
 //! - `Prefix`: the first 128 KiB are reset with `memset` and the rest is
 //!   handed back to the kernel with `madvise` (wasmtime's default).
 //!
@@ -36,6 +38,12 @@ pub enum MemoryReset {
 /// What `Prefix` keeps resident and resets with `memset`.
 const PREFIX_KEEP_RESIDENT: usize = 128 << 10;
 
+/// The most of a slot's touched memory `DirtyPages` keeps resident (the rest
+/// is unmapped): room for a Python or JavaScript snapshot (9-12 MiB) and
+/// its heap, and the bound on what each slot a guest has used keeps
+/// resident while idle.
+pub const DIRTY_KEEP_RESIDENT: usize = 16 << 20;
+
 impl MemoryReset {
     /// `DirtyPages` when the kernel has the scan and no swap is active,
     /// else `Prefix`, with the reason.
@@ -64,7 +72,7 @@ impl MemoryReset {
         match self {
             MemoryReset::DirtyPages => {
                 pool.pagemap_scan(Enabled::Yes)
-                    .linear_memory_keep_resident(max_memory);
+                    .linear_memory_keep_resident(max_memory.min(DIRTY_KEEP_RESIDENT));
             }
             MemoryReset::Prefix => {
                 pool.pagemap_scan(Enabled::No)
