@@ -13,6 +13,18 @@ fn fixture(extra: &[&str]) -> Promwasm {
     Promwasm::start(&args)
 }
 
+/// `n` GET requests of `path` at once, each on a connection of its own.
+fn at_once(app: &Promwasm, path: &str, n: usize) -> Vec<support::Reply> {
+    let url = app.url(path);
+    let requests: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || request("GET", &url, &[], b""))
+        })
+        .collect();
+    requests.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
 fn failures(s: &Scrape, path: &str, reason: &str) -> f64 {
     s.value(
         "promwasm_guest_failures_total",
@@ -144,15 +156,8 @@ fn idle_slots_keep_at_most_16_mib_each() {
     let app = fixture(&["--memory-reset", "auto"]);
     assert_eq!(app.get("/alloc?mib=1").status, 200);
     let idle_kib = status_kib(app.pid(), "VmRSS:");
-    let url = app.url("/alloc?mib=40");
-    let touched: Vec<_> = (0..10)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || request("GET", &url, &[], b"").body)
-        })
-        .collect();
-    for handle in touched {
-        assert_eq!(handle.join().unwrap(), "allocated 40 MiB");
+    for reply in at_once(&app, "/alloc?mib=40", 10) {
+        assert_eq!(reply.body, "allocated 40 MiB");
     }
     let peak_kib = status_kib(app.pid(), "VmHWM:");
     let after_kib = status_kib(app.pid(), "VmRSS:");
@@ -178,15 +183,8 @@ fn memory_limit_holds(reset: &str) {
     );
     let idle_kib = status_kib(app.pid(), "VmRSS:");
 
-    let url = app.url("/alloc?mib=64");
-    let greedy: Vec<_> = (0..10)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || request("GET", &url, &[], b"").status)
-        })
-        .collect();
-    for handle in greedy {
-        assert_eq!(handle.join().unwrap(), 500);
+    for reply in at_once(&app, "/alloc?mib=64", 10) {
+        assert_eq!(reply.status, 500);
     }
     let s = app.scrape();
     assert_eq!(failures(&s, "/alloc", "memory"), 10.0);
@@ -553,4 +551,64 @@ fn a_full_pool_is_a_503_of_the_route_not_a_rejection() {
         None
     );
     assert_eq!(s.series("promwasm_http_rejected_total").len(), 0);
+}
+
+/// The Python and JavaScript SDKs' error paths: an exception and an answer
+/// the SDK cannot send are a 500 counted as an exception, with the error in
+/// the host's log and not in the answer; refused metric updates are counted
+/// by the host and the handler goes on.
+#[test]
+fn python_and_javascript_failures_cost_one_request() {
+    for (component, exception, none) in [
+        (
+            promwasm_lang_examples::PYTHON_FAILING,
+            "KeyError: 'deliberate failure'",
+            "TypeError: a handler returned NoneType",
+        ),
+        (
+            promwasm_lang_examples::JS_FAILING,
+            "RangeError: deliberate failure",
+            "TypeError: a handler returned null",
+        ),
+    ] {
+        let app = Promwasm::start(&["--component", component]);
+        for path in ["/raise", "/none"] {
+            let reply = app.get(path);
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (500, "Internal Server Error"),
+                "{component} {path}"
+            );
+        }
+        let misuse = app.get("/misuse");
+        assert_eq!((misuse.status, misuse.body.as_str()), (200, "went on"));
+        let s = app.scrape();
+        assert_eq!(
+            s.get(
+                "failing_http_request_exceptions_total",
+                &[("method", "GET"), ("status", "500")]
+            ),
+            Some(2.0),
+            "{component}"
+        );
+        assert_eq!(failures(&s, "/raise", "error"), 1.0, "{component}");
+        assert_eq!(failures(&s, "/none", "error"), 1.0, "{component}");
+        for reason in ["label_count", "negative_increment"] {
+            assert_eq!(
+                s.get("promwasm_metric_update_errors_total", &[("reason", reason)]),
+                Some(1.0),
+                "{component} {reason}"
+            );
+        }
+        assert!(s.series("failing_hits_total").is_empty(), "{component}");
+        app.signal("TERM");
+        let (code, stderr) = app.wait(Duration::from_secs(15));
+        assert_eq!(code, Some(0), "{stderr}");
+        for logged in [exception, none] {
+            assert!(
+                stderr.contains(logged),
+                "{component}: {logged:?} not in\n{stderr}"
+            );
+        }
+    }
 }

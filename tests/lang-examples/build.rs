@@ -21,6 +21,7 @@ fn main() {
         "examples/python",
         "sdk/js",
         "examples/js",
+        "tests/lang-examples/apps",
         "package-lock.json",
         "scripts/requirements-test.txt",
     ] {
@@ -39,26 +40,39 @@ fn main() {
         &python_src.join("sdk/promwasm"),
     );
     copy_py(&root.join("examples/python"), &python_src.join("examples"));
-    for module in ["app", "shop"] {
+    copy_py(&here.join("apps"), &python_src.join("apps"));
+    for (module, dir) in [
+        ("app", "examples"),
+        ("shop", "examples"),
+        ("failing", "apps"),
+    ] {
         let mut python = Command::new(&componentize_py);
         python
             .current_dir(&root)
             .args(["-d", "wit", "-w", "route-handler", "componentize", "-p"])
             .arg(python_src.join("sdk"))
             .arg("-p")
-            .arg(python_src.join("examples"))
+            .arg(python_src.join(dir))
             .arg(module)
             .arg("-o")
             .arg(out.join(format!("python-{module}.wasm")));
-        run(python, &format!("examples/python/{module}.py"));
+        run(python, &format!("{module}.py of {dir}"));
 
         let mut js = Command::new(&componentize_js);
         js.current_dir(&root)
             .args(["--wit", "wit", "--world-name", "route-handler"])
             .args(["-d", "http", "fetch-event", "-o"])
             .arg(out.join(format!("js-{module}.wasm")))
-            .arg(format!("examples/js/{module}.js"));
-        run(js, &format!("examples/js/{module}.js"));
+            .arg(js_source(dir, module));
+        run(js, &js_source(dir, module));
+    }
+}
+
+/// The JavaScript source of `module`, from the repository root.
+fn js_source(dir: &str, module: &str) -> String {
+    match dir {
+        "examples" => format!("examples/js/{module}.js"),
+        _ => format!("tests/lang-examples/apps/{module}.js"),
     }
 }
 
