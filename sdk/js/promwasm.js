@@ -146,12 +146,16 @@ export class Request {
     this.headerBlock = incoming.headers;
   }
 
+  /** Parsed on first use. */
   get query() {
-    return new URLSearchParams(this.queryString);
+    this.parsedQuery ??= new URLSearchParams(this.queryString);
+    return this.parsedQuery;
   }
 
+  /** Parsed on first use. */
   get headers() {
-    return new Headers(this.headerBlock);
+    this.parsedHeaders ??= new Headers(this.headerBlock);
+    return this.parsedHeaders;
   }
 
   text() {
