@@ -268,6 +268,7 @@ impl Runtime {
                 format!("{} is not a valid WebAssembly component", origin.display())
             })?;
             tracing::info!(component = %origin.display(), elapsed = ?started.elapsed(), "compiled component");
+            release_freed_heap();
             Ok(component)
         };
         let component = match &self.cache {
@@ -419,6 +420,17 @@ impl RouteHandlerGuest {
             RouteHandlerGuest::V1(g) => g.timed_handle(request).await,
             RouteHandlerGuest::V2(g) => g.timed_handle(request).await,
         }
+    }
+}
+
+/// Gives the heap the compiler freed back to the kernel. glibc keeps freed
+/// memory in its arenas: after compiling a Python or JavaScript component
+/// that is some 280 MiB the process would otherwise hold for good.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only hands the allocator's own free pages back.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
