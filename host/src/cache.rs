@@ -1,5 +1,5 @@
 //! The compiled-artifact cache: compiled components kept on disk so the next
-//! start skips Cranelift (7-16 s for a Python or JavaScript component, well
+//! start skips Cranelift (6-10 s for a Python or JavaScript component, well
 //! under a second from the cache). On by default, in `promwasm` under the
 //! user's cache directory; `--cache-dir` moves it, `--no-cache` turns it off.
 //!

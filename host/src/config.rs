@@ -319,7 +319,6 @@ impl Cli {
         }
     }
 
-    /// The limits every guest call runs under.
     /// Where the compiled cache is, and whether it was named (an unusable
     /// default is only worth a warning); none with `--no-cache`, or when
     /// there is no home directory to put it in.
@@ -346,6 +345,7 @@ impl Cli {
         }
     }
 
+    /// The limits every guest call runs under.
     pub fn limits(&self) -> Limits {
         Limits {
             request_timeout: *self.request_timeout,

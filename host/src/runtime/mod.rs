@@ -425,7 +425,7 @@ impl RouteHandlerGuest {
 
 /// Gives the heap the compiler freed back to the kernel. glibc keeps freed
 /// memory in its arenas: after compiling a Python or JavaScript component
-/// that is some 280 MiB the process would otherwise hold for good.
+/// that is 200-300 MiB the process would otherwise hold for good.
 fn release_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` only hands the allocator's own free pages back.
