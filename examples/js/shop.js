@@ -19,12 +19,18 @@ app.beforeRequest((req) => {
 app.get('/healthz', () => 'ok', { track: false });
 
 app.post('/orders/:item', (req) => {
-  const count = req.query.get('count') ?? '1';
-  if (!/^[0-9]+$/.test(count)) return { status: 400, body: 'count is a whole number' };
-  orders.labels(req.params.item).inc(Number(count));
-  basket.observe(Number(count));
+  const count = wholeNumber(req.query.get('count') ?? '1');
+  if (count === null) return { status: 400, body: 'count is a whole number' };
+  orders.labels(req.params.item).inc(count);
+  basket.observe(count);
   return { status: 201, body: `ordered ${count} x ${req.params.item}` };
 });
+
+// `text` as Rust reads a u32 (`+5` is 5), or null.
+function wholeNumber(text) {
+  const digits = /^\+?([0-9]+)$/.exec(text)?.[1];
+  return digits !== undefined && Number(digits) <= 0xffffffff ? Number(digits) : null;
+}
 
 export const handler = app.handler(); // the component's export, which the host calls
 // README end

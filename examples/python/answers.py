@@ -12,7 +12,7 @@ from decimal import Decimal
 # ASCII digits with an optional point and exponent.
 _RUST_FLOAT = re.compile(
     r"[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # no `ı` for `i`, as Rust compares bytes
 )
 
 # What Rust's `str::trim` removes: the Unicode White_Space characters.

@@ -25,12 +25,20 @@ def healthz():
 
 @app.route("/orders/<item>", methods=["POST"])
 def order(item):
-    count = request.args.get("count", "1")
-    if not count.isascii() or not count.isdigit():
+    count = whole_number(request.args.get("count", "1"))
+    if count is None:
         return "count is a whole number", 400
-    orders.labels(item).inc(int(count))
-    basket.observe(int(count))
+    orders.labels(item).inc(count)
+    basket.observe(count)
     return f"ordered {count} x {item}", 201
+
+
+def whole_number(text):
+    """`text` as Rust reads a u32 (`+5` is 5), or None."""
+    digits = text.removeprefix("+")
+    if digits.isascii() and digits.isdigit() and int(digits) <= 0xFFFF_FFFF:
+        return int(digits)
+    return None
 
 
 Handler = app.export()  # the component's export, which the host calls

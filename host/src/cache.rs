@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The default of `--cache-max-size`: 1 GiB, some 25 builds of a Python
-/// component.
+/// The default of `--cache-max-size`: 1 GiB, some 30 builds of a Python
+/// component (about 35 MB each).
 pub const DEFAULT_MAX_SIZE: usize = 1 << 30;
 
 /// Where the cache is and how large it may grow.

@@ -55,8 +55,10 @@ const encoder = new TextEncoder();
 function record(update, handle, labels, value) {
   try {
     update(handle, labels, value);
-  } catch {
-    // The host refused it and counted it; the handler goes on.
+  } catch (error) {
+    // The host refused it (a `metric-error` as the error's payload) and
+    // counted it: the handler goes on. Anything else is the handler's.
+    if (error?.payload === undefined) throw error;
   }
 }
 
@@ -170,10 +172,14 @@ function template(path) {
 
 /**
  * What a handler returned: a body (string or Uint8Array, answered 200) or
- * `{ status, headers, body }`. Without a `content-type` header the host
- * sends `text/plain; charset=utf-8`.
+ * `{ status, headers, body }`, `headers` an object, a Map or an array of
+ * pairs. Without a `content-type` header the host sends `text/plain;
+ * charset=utf-8`.
  */
 function response(value) {
+  if (typeof value?.then === 'function') {
+    throw new TypeError('a handler returned a Promise; handlers and hooks are synchronous');
+  }
   if (typeof value === 'string' || value instanceof Uint8Array) {
     value = { body: value };
   }
@@ -183,9 +189,11 @@ function response(value) {
     );
   }
   const body = value.body ?? '';
+  const headers = value.headers ?? {};
+  const pairs = Array.isArray(headers) || headers instanceof Map ? [...headers] : Object.entries(headers);
   return {
     status: value.status ?? 200,
-    headers: Object.entries(value.headers ?? {}),
+    headers: pairs.map(([name, text]) => [String(name), String(text)]),
     body: typeof body === 'string' ? encoder.encode(body) : body,
   };
 }
@@ -264,7 +272,7 @@ export class App {
    * each call (for every route, or the one given).
    */
   inProgress(name, help, { route } = {}) {
-    this.gauges.push({ name, help, route: route === undefined ? undefined : template(route) });
+    this.gauges.push({ name, help, route: route == null ? undefined : template(route) });
     return this;
   }
 

@@ -33,7 +33,8 @@ class Response:
     def __init__(self, body=b"", status=200, headers=None):
         self.body = body.encode() if isinstance(body, str) else bytes(body)
         self.status = status
-        self.headers = list(headers.items() if isinstance(headers, dict) else headers or [])
+        pairs = headers.items() if isinstance(headers, dict) else headers or []
+        self.headers = [(str(name), str(value)) for name, value in pairs]
 
 
 def _response(value):
@@ -44,11 +45,13 @@ def _response(value):
         return value
     if isinstance(value, (str, bytes)):
         return Response(value)
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (dict, list)):
+        return Response(value[0], 200, value[1])  # Flask's (body, headers)
     if isinstance(value, tuple) and len(value) in (2, 3):
         return Response(*value)
     raise TypeError(
         f"a handler returned {type(value).__name__}; return a str, bytes, "
-        "(body, status), (body, status, headers) or a Response"
+        "(body, status), (body, headers), (body, status, headers) or a Response"
     )
 
 
@@ -71,6 +74,8 @@ class App:
         leaves the route out of the default HTTP metrics, as
         ``@metrics.do_not_track()`` does."""
         template = _template(path)
+        if isinstance(methods, str):
+            raise TypeError(f"route {path!r}: methods is a list of names, such as [{methods!r}]")
         methods = [m.upper() for m in methods]
 
         def register(view):
@@ -103,7 +108,7 @@ class App:
         buckets = [b for b in buckets if b != float("inf")]
         return self._declare(Histogram, name, help, labels, buckets)
 
-    def info(self, name, help, **values):
+    def info(self, name, help, /, **values):
         """An info metric ``<name>_info`` with these label values."""
         return self._declare(Info, name.removesuffix("_info"), help, values)
 

@@ -43,7 +43,7 @@ class _Metric:
         self.label_names = tuple(labels)
         self._values = []
 
-    def labels(self, *values, **named):
+    def labels(self, /, *values, **named):
         child = object.__new__(type(self))
         child.__dict__.update(self.__dict__)
         child._values = _labels(self.label_names, values, named)

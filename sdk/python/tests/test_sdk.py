@@ -137,6 +137,24 @@ class Dispatch(unittest.TestCase):
             _metrics.record.updates, [("counter-add", 0, ["tea"], 1.0), ("counter-add", 0, ["tea"], 3.0)]
         )
 
+    def test_flask_answer_shapes_and_header_values_as_text(self):
+        from promwasm._app import _response
+
+        answer = _response(("made", {"x-n": 3}))
+        self.assertEqual((answer.status, answer.body, answer.headers), (200, b"made", [("x-n", "3")]))
+        answer = _response(("gone", 410, [("x-a", 1)]))
+        self.assertEqual((answer.status, answer.headers), (410, [("x-a", "1")]))
+
+    def test_methods_as_one_string_and_labels_named_like_parameters(self):
+        app = App()
+        with self.assertRaisesRegex(TypeError, r"route '/x': methods is a list of names, such as \['POST'\]"):
+            app.route("/x", methods="POST")
+        info = app.info("app_build", "Build", name="promwasm", help="none")
+        self.assertEqual((info.label_names, info.values), (("name", "help"), ("promwasm", "none")))
+        gauge = app.gauge("app_level", "Level", labels=["self"])
+        gauge.labels(self="a").set(2)
+        self.assertEqual(_metrics.record.updates[-1], ("gauge-set", 1, ["a"], 2.0))
+
     def test_a_response_object_passes_through(self):
         response = Response("made", 202, [("x-a", "1")])
         self.assertEqual((response.status, response.body, response.headers), (202, b"made", [("x-a", "1")]))
