@@ -5,7 +5,13 @@
 //! and metric errors are converted to and from it, and a request is built
 //! for each version from one [`RouteRequest`].
 
+use std::marker::PhantomData;
+
 use wasmtime::Store;
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, ComponentType, Instance, InstancePre, Lift, Lower,
+    TypedFunc,
+};
 
 use super::HostState;
 use super::Update;
@@ -83,88 +89,187 @@ impl RouteRequest {
     }
 }
 
-/// A version of the world: how to instantiate, describe and handle.
-pub trait RouteHandlerWorld: Instantiate {
+/// A version of the world: its bindings' types, the name of its `handler`
+/// export, and how its records convert to and from the host's.
+pub trait Contract: Send + Sync + 'static {
     /// The contract version, for logs.
     const VERSION: &'static str;
+    /// The interface the component exports.
+    const HANDLER: &'static str;
+    type Request: ComponentType + Lower + Send + Sync;
+    type Response: ComponentType + Lift + Send + Sync + 'static;
+    type Manifest: ComponentType + Lift + Send + Sync + 'static;
 
+    /// Type-checks every export of the world, as the bindings check it.
+    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()>;
+    fn request(request: RouteRequest) -> Self::Request;
+    fn response(response: Self::Response) -> types::Response;
+    fn manifest(manifest: Self::Manifest) -> types::Manifest;
+}
+
+/// The 0.1.0 contract (`wit/v0.1.0`).
+pub enum V1 {}
+
+/// The 0.2.0 contract (`wit/`).
+pub enum V2 {}
+
+impl Contract for V1 {
+    const VERSION: &'static str = "0.1.0";
+    const HANDLER: &'static str = "promwasm:app/handler@0.1.0";
+    type Request = types::Request;
+    type Response = types::Response;
+    type Manifest = types::Manifest;
+
+    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()> {
+        v1::RouteHandlerPre::new(pre.clone()).map(drop)
+    }
+
+    fn request(request: RouteRequest) -> types::Request {
+        request.into_v1()
+    }
+
+    fn response(response: types::Response) -> types::Response {
+        response
+    }
+
+    fn manifest(manifest: types::Manifest) -> types::Manifest {
+        manifest
+    }
+}
+
+impl Contract for V2 {
+    const VERSION: &'static str = "0.2.0";
+    const HANDLER: &'static str = "promwasm:app/handler@0.2.0";
+    type Request = types2::Request;
+    type Response = types2::Response;
+    type Manifest = types2::Manifest;
+
+    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()> {
+        v2::RouteHandlerPre::new(pre.clone()).map(drop)
+    }
+
+    fn request(request: RouteRequest) -> types2::Request {
+        request.into_v2()
+    }
+
+    fn response(r: types2::Response) -> types::Response {
+        types::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+
+    fn manifest(manifest: types2::Manifest) -> types::Manifest {
+        manifest_v1(manifest)
+    }
+}
+
+/// A route-handler component pre-linked for one contract version, its
+/// exports found and type-checked once at load. An instance then costs
+/// `InstancePre::instantiate_async` and a lookup by index: the bindings'
+/// own `*Pre::instantiate_async` type-checks every export again on every
+/// instance.
+pub struct RouteHandlerPre<C> {
+    pre: InstancePre<HostState>,
+    describe: ComponentExportIndex,
+    handle: ComponentExportIndex,
+    contract: PhantomData<C>,
+}
+
+impl<C: Contract> RouteHandlerPre<C> {
+    /// The component as a route handler of contract `C`, or why it is not.
+    pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
+        C::check(&pre)?;
+        let component = pre.component();
+        let export = |instance, name: &str| {
+            (component.get_export_index(instance, name))
+                .ok_or_else(|| wasmtime::format_err!("no export `{name}` in {}", C::HANDLER))
+        };
+        let handler = export(None, C::HANDLER)?;
+        let describe = export(Some(&handler), "describe")?;
+        let handle = export(Some(&handler), "handle")?;
+        Ok(RouteHandlerPre {
+            pre,
+            describe,
+            handle,
+            contract: PhantomData,
+        })
+    }
+
+    /// The instance's export at `index`, typed as `C` types it; `new`
+    /// checked the type.
+    fn func<P, R>(
+        &self,
+        instance: &Instance,
+        store: &mut Store<HostState>,
+        index: &ComponentExportIndex,
+    ) -> wasmtime::Result<TypedFunc<P, R>>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        let func = (instance.get_func(&mut *store, index))
+            .ok_or_else(|| wasmtime::format_err!("{} lost an export", C::HANDLER))?;
+        // SAFETY: `new` type-checked this export against `C`'s bindings,
+        // whose types `P` and `R` are, and an instance of `self.pre` has
+        // the exports of its component.
+        Ok(unsafe { TypedFunc::new_unchecked(func) })
+    }
+}
+
+/// A version of the world: how to instantiate, describe and handle.
+pub trait RouteHandlerWorld: Instantiate {
     fn describe(
+        &self,
         instance: &Self::Instance,
         store: &mut Store<HostState>,
     ) -> impl Future<Output = wasmtime::Result<types::Manifest>> + Send;
 
     fn handle(
+        &self,
         instance: &Self::Instance,
         store: &mut Store<HostState>,
         request: RouteRequest,
     ) -> impl Future<Output = wasmtime::Result<Result<types::Response, String>>> + Send;
 }
 
-impl Instantiate for v1::RouteHandlerPre<HostState> {
-    type Instance = v1::RouteHandler;
+impl<C: Contract> Instantiate for RouteHandlerPre<C> {
+    type Instance = Instance;
 
     fn instantiate(
         &self,
         store: &mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<v1::RouteHandler>> + Send {
-        self.instantiate_async(store)
+    ) -> impl Future<Output = wasmtime::Result<Instance>> + Send {
+        self.pre.instantiate_async(store)
     }
 }
 
-impl Instantiate for v2::RouteHandlerPre<HostState> {
-    type Instance = v2::RouteHandler;
-
-    fn instantiate(
+impl<C: Contract> RouteHandlerWorld for RouteHandlerPre<C> {
+    async fn describe(
         &self,
-        store: &mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<v2::RouteHandler>> + Send {
-        self.instantiate_async(store)
-    }
-}
-
-impl RouteHandlerWorld for v1::RouteHandlerPre<HostState> {
-    const VERSION: &'static str = "0.1.0";
-
-    async fn describe(
-        instance: &v1::RouteHandler,
+        instance: &Instance,
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<types::Manifest> {
-        instance.promwasm_app_handler().call_describe(store).await
+        let describe = self.func::<(), (C::Manifest,)>(instance, store, &self.describe)?;
+        let (manifest,) = describe.call_async(&mut *store, ()).await?;
+        Ok(C::manifest(manifest))
     }
 
     async fn handle(
-        instance: &v1::RouteHandler,
+        &self,
+        instance: &Instance,
         store: &mut Store<HostState>,
         request: RouteRequest,
     ) -> wasmtime::Result<Result<types::Response, String>> {
-        let handler = instance.promwasm_app_handler();
-        handler.call_handle(store, &request.into_v1()).await
-    }
-}
-
-impl RouteHandlerWorld for v2::RouteHandlerPre<HostState> {
-    const VERSION: &'static str = "0.2.0";
-
-    async fn describe(
-        instance: &v2::RouteHandler,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<types::Manifest> {
-        let manifest = instance.promwasm_app_handler().call_describe(store).await?;
-        Ok(manifest_v1(manifest))
-    }
-
-    async fn handle(
-        instance: &v2::RouteHandler,
-        store: &mut Store<HostState>,
-        request: RouteRequest,
-    ) -> wasmtime::Result<Result<types::Response, String>> {
-        let handler = instance.promwasm_app_handler();
-        let response = handler.call_handle(store, &request.into_v2()).await?;
-        Ok(response.map(|r| types::Response {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }))
+        let request = C::request(request);
+        let handle = self.func::<(&C::Request,), (Result<C::Response, String>,)>(
+            instance,
+            store,
+            &self.handle,
+        )?;
+        let (response,) = handle.call_async(&mut *store, (&request,)).await?;
+        Ok(response.map(C::response))
     }
 }
 

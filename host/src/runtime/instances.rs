@@ -81,7 +81,7 @@ impl<P: RouteHandlerWorld> Compiled<P> {
         let no_metrics: Arc<dyn MetricSink> = Arc::new(NoMetrics);
         let ran = self
             .run(None, &no_metrics, None, async |handler, store| {
-                returned(P::describe(handler, store).await.map(Ok))
+                returned(self.pre.describe(handler, store).await.map(Ok))
             })
             .await;
         ran.result
@@ -333,8 +333,9 @@ impl<P: RouteHandlerWorld> Guest<P> {
         phases: Option<&mut Phases>,
     ) -> (Result<Response, CallError>, CallStats) {
         let limit = self.compiled.limits.max_response_body;
+        let pre = &self.compiled.pre;
         self.call(phases, async move |handler, store| {
-            let response = returned(P::handle(handler, store, request).await)?;
+            let response = returned(pre.handle(handler, store, request).await)?;
             // Over the limit is a failure: the instance is not kept.
             match response.body.len() {
                 len if len > limit => Err(CallError::ResponseTooLarge(len, limit)),

@@ -30,7 +30,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, Cache, hex};
 pub use crate::call_stats::{CallStats, Phases};
-pub use contract::{RouteHandlerWorld, RouteRequest, types};
+pub use contract::{Contract, RouteHandlerPre, RouteHandlerWorld, RouteRequest, V1, V2, types};
 pub use instances::{Compiled, Guest, Instantiate};
 pub use proxy::{Head, WasiHttpGuest};
 pub use reset::{MemoryReset, watch_swap};
@@ -282,7 +282,7 @@ impl Runtime {
             )
         })?;
         let (engine, pool) = (self.engine.clone(), self.limits.max_instances);
-        let route_handler = match v2::RouteHandlerPre::new(pre.clone()) {
+        let route_handler = match RouteHandlerPre::<V2>::new(pre.clone()) {
             Ok(pre) => Ok(RouteHandlerCompiled::V2(Compiled::new(
                 sha256.clone(),
                 engine.clone(),
@@ -290,7 +290,7 @@ impl Runtime {
                 limits,
                 pool,
             ))),
-            Err(_) => v1::RouteHandlerPre::new(pre.clone()).map(|pre| {
+            Err(_) => RouteHandlerPre::<V1>::new(pre.clone()).map(|pre| {
                 RouteHandlerCompiled::V1(Compiled::new(
                     sha256.clone(),
                     engine.clone(),
@@ -349,14 +349,14 @@ impl Loaded {
 
 /// A compiled route-handler component, by the contract version it speaks.
 pub enum RouteHandlerCompiled {
-    V1(Compiled<v1::RouteHandlerPre<HostState>>),
-    V2(Compiled<v2::RouteHandlerPre<HostState>>),
+    V1(Compiled<RouteHandlerPre<V1>>),
+    V2(Compiled<RouteHandlerPre<V2>>),
 }
 
 /// A route-handler component serving requests, by contract version.
 pub enum RouteHandlerGuest {
-    V1(Guest<v1::RouteHandlerPre<HostState>>),
-    V2(Guest<v2::RouteHandlerPre<HostState>>),
+    V1(Guest<RouteHandlerPre<V1>>),
+    V2(Guest<RouteHandlerPre<V2>>),
 }
 
 impl RouteHandlerCompiled {
@@ -370,8 +370,8 @@ impl RouteHandlerCompiled {
     /// The `promwasm:app` version the component was built against.
     pub fn version(&self) -> &'static str {
         match self {
-            RouteHandlerCompiled::V1(_) => <v1::RouteHandlerPre<HostState>>::VERSION,
-            RouteHandlerCompiled::V2(_) => <v2::RouteHandlerPre<HostState>>::VERSION,
+            RouteHandlerCompiled::V1(_) => V1::VERSION,
+            RouteHandlerCompiled::V2(_) => V2::VERSION,
         }
     }
 

@@ -49,7 +49,9 @@ impl ResourceLimiter for Limiter {
 
 /// The per-call state a `Store` holds.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most calls make none, and
+    /// building one seeds three random generators.
+    wasi: Option<WasiCtx>,
     http: WasiHttpCtx,
     hooks: DenyOutbound,
     table: ResourceTable,
@@ -61,8 +63,7 @@ impl HostState {
     /// A state that grants the guest nothing, under a memory limit.
     pub(super) fn new(max_memory: usize, metrics: Arc<dyn MetricSink>) -> HostState {
         HostState {
-            // No filesystem, environment, arguments or network.
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: None,
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             table: ResourceTable::new(),
@@ -115,7 +116,10 @@ impl WasiHttpHooks for DenyOutbound {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            // No filesystem, environment, arguments or network.
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| WasiCtxBuilder::new().build()),
             table: &mut self.table,
         }
     }
