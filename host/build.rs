@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+/// The target of the example's no-WASI build: a core module that imports
+/// nothing but promwasm:app/metrics, made a component here.
+const NO_WASI_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let host =
@@ -41,7 +44,21 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
-    let example = build_guest(&root.join("guest"), &target_dir, "promwasm_example");
+    let wasip2 = build_guest(&root.join("guest"), &target_dir, TARGET, "promwasm_example");
+    println!(
+        "cargo:rustc-env=PROMWASM_EXAMPLE_WASIP2_WASM={}",
+        wasip2.display()
+    );
+    // The embedded default: the same app without WASI, which a fresh
+    // instance makes faster (docs/PERFORMANCE.md).
+    let core = build_guest(
+        &root.join("guest"),
+        &target_dir,
+        NO_WASI_TARGET,
+        "promwasm_example",
+    );
+    let example = core.with_file_name("promwasm_example.component.wasm");
+    componentize(&core, &example);
     let embedded = out.join("promwasm_example.wasm");
     std::fs::copy(&example, &embedded).unwrap_or_else(|e| {
         panic!(
@@ -58,6 +75,7 @@ fn main() {
     let fixture = build_guest(
         &root.join("tests").join("fixtures"),
         &target_dir,
+        TARGET,
         "promwasm_fixture",
     );
     println!(
@@ -79,9 +97,10 @@ fn main() {
     }
 }
 
-/// Builds every component (cdylib or command) of the guest workspace at `dir` in release mode for
-/// wasm32-wasip2 and returns the path of the component named `artifact`.
-fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
+/// Builds every cdylib or command of the guest workspace at `dir` in
+/// release mode for `target` and returns the path of the one named
+/// `artifact` (a component for wasm32-wasip2, a core module otherwise).
+fn build_guest(dir: &Path, target_dir: &Path, target: &str, artifact: &str) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -91,7 +110,7 @@ fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
             "--workspace",
             "--release",
             "--target",
-            TARGET,
+            target,
             "--target-dir",
         ])
         .arg(target_dir);
@@ -114,13 +133,25 @@ fn build_guest(dir: &Path, target_dir: &Path, artifact: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("running cargo to build the guest in {}: {e}", dir.display()));
     if !status.success() {
         panic!(
-            "building the guest in {} for {TARGET} failed ({status}); if the target is missing, \
-             install it with `rustup target add {TARGET}`",
+            "building the guest in {} for {target} failed ({status}); if the target is missing, \
+             install it with `rustup target add {target}`",
             dir.display()
         );
     }
     target_dir
-        .join(TARGET)
+        .join(target)
         .join("release")
         .join(format!("{artifact}.wasm"))
+}
+
+/// Makes the core module at `core` a component at `out`, from the WIT
+/// world its bindings embedded, as `cargo component` and `wasm-tools
+/// component new` do.
+fn componentize(core: &Path, out: &Path) {
+    let module = std::fs::read(core).unwrap_or_else(|e| panic!("reading {}: {e}", core.display()));
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("making {} a component: {e:?}", core.display()));
+    std::fs::write(out, component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }

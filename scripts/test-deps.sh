@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target add wasm32-wasip2 wasm32-wasip1 x86_64-unknown-linux-musl
+rustup target add wasm32-wasip2 wasm32-unknown-unknown wasm32-wasip1 x86_64-unknown-linux-musl
 
 missing=()
 # command, Debian package

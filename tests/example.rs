@@ -9,7 +9,8 @@ use std::time::Duration;
 use support::{Promwasm, Scrape, request, start_failure};
 
 /// Which build of the example app a behaviour test runs on: the one built
-/// now (on the Rust SDK, contract 0.2.0, the host's built-in component), the
+/// now (on the Rust SDK, contract 0.2.0, the host's built-in component, for
+/// wasm32-unknown-unknown), the same source built for wasm32-wasip2, the
 /// one built against contract 0.1.0 before the SDK (kept as
 /// `tests/fixtures/example-0.1.0.wasm`), and the same app on the Python and
 /// JavaScript SDKs (`examples/`). All must behave and count the same, byte
@@ -17,6 +18,7 @@ use support::{Promwasm, Scrape, request, start_failure};
 #[derive(Clone, Copy)]
 enum Example {
     BuiltIn,
+    Wasip2,
     Contract010,
     Python,
     JavaScript,
@@ -26,6 +28,7 @@ impl Example {
     fn start(self) -> Promwasm {
         match self {
             Example::BuiltIn => Promwasm::start(&[]),
+            Example::Wasip2 => Promwasm::start(&["--component", support::EXAMPLE_WASIP2_WASM]),
             Example::Contract010 => Promwasm::start(&["--component", support::EXAMPLE_0_1_0_WASM]),
             Example::Python => Promwasm::start(&["--component", support::PYTHON_EXAMPLE_WASM]),
             Example::JavaScript => Promwasm::start(&["--component", support::JS_EXAMPLE_WASM]),
@@ -38,6 +41,9 @@ macro_rules! on_every_example {
     ($($name:ident),* $(,)?) => {
         mod built_in {
             $(#[test] fn $name() { super::$name(super::Example::BuiltIn) })*
+        }
+        mod wasip2 {
+            $(#[test] fn $name() { super::$name(super::Example::Wasip2) })*
         }
         mod contract_0_1_0 {
             $(#[test] fn $name() { super::$name(super::Example::Contract010) })*
@@ -62,6 +68,35 @@ on_every_example!(
     text_format_passes_promtool,
     openmetrics_format_parses_strictly
 );
+
+/// The Rust SDK's arena: the example answers within the 128 KiB its memory
+/// starts with, on a fresh instance and on one that served hundreds of
+/// requests before (each with another user and number, so another amount
+/// allocated), as `promwasm_guest_memory_bytes` records per request.
+#[test]
+fn the_built_in_example_never_grows_its_memory() {
+    const INITIAL: f64 = 131_072.0;
+    for reuse in ["1", "1000"] {
+        let app = Promwasm::start(&["--instance-reuse", reuse]);
+        for i in 0..300 {
+            let user = "u".repeat(i % 40 + 1);
+            let reply = app.get_as(&format!("/square?num={i}"), &user);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        let s = app.scrape();
+        let labels = [("path", "/square")];
+        assert_eq!(
+            s.get("promwasm_guest_memory_bytes_count", &labels),
+            Some(300.0),
+            "reuse {reuse}"
+        );
+        assert_eq!(
+            s.get("promwasm_guest_memory_bytes_sum", &labels),
+            Some(300.0 * INITIAL),
+            "reuse {reuse}"
+        );
+    }
+}
 
 const HELLO: &str = "Hello! This is an example app for demonstrating prometheus metrics collection";
 

@@ -94,11 +94,20 @@ fn trap_error_and_invalid_response_cost_one_request() {
     );
 }
 
+/// Guests spinning at once in the endless-loop test: twice the host's
+/// worker threads (one per core, at least 2), so a guest that held a
+/// thread for its whole call would starve every other request.
+fn spinners() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    2 * cores.max(2)
+}
+
 #[test]
 fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
     let app = fixture(&["--request-timeout", "3s"]);
     let spin_url = app.url("/spin");
-    let spinners: Vec<_> = (0..2)
+    let n = spinners();
+    let spinners: Vec<_> = (0..n)
         .map(|_| {
             let url = spin_url.clone();
             std::thread::spawn(move || {
@@ -108,7 +117,7 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
             })
         })
         .collect();
-    // Both guests are spinning on the two cores now.
+    // Every guest is spinning now, more of them than worker threads.
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..5 {
         let start = Instant::now();
@@ -117,7 +126,7 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
         assert_eq!(reply.status, 200);
         assert!(
             took < Duration::from_secs(1),
-            "a healthy route took {took:?} while guests spun"
+            "a healthy route took {took:?} while {n} guests spun"
         );
     }
     for spinner in spinners {
@@ -134,10 +143,10 @@ fn endless_loop_is_stopped_and_others_are_served_meanwhile() {
             "http_request_exceptions_total",
             &[("method", "GET"), ("status", "504")]
         ),
-        Some(2.0)
+        Some(n as f64)
     );
-    assert_eq!(duration_count(&s, "GET", "/spin", "504"), 2.0);
-    assert_eq!(failures(&s, "/spin", "timeout"), 2.0);
+    assert_eq!(duration_count(&s, "GET", "/spin", "504"), n as f64);
+    assert_eq!(failures(&s, "/spin", "timeout"), n as f64);
     assert_eq!(duration_count(&s, "GET", "/items/{id}", "200"), 5.0);
 }
 

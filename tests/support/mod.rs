@@ -9,8 +9,12 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The example app's component, built by the host's build script.
+/// The example app's component, built by the host's build script: the
+/// wasm32-unknown-unknown build the host embeds.
 pub const EXAMPLE_WASM: &str = env!("PROMWASM_EXAMPLE_WASM");
+/// The same app built for wasm32-wasip2.
+#[allow(dead_code)]
+pub const EXAMPLE_WASIP2_WASM: &str = env!("PROMWASM_EXAMPLE_WASIP2_WASM");
 /// The example app as built against contract 0.1.0, before the SDK.
 pub const EXAMPLE_0_1_0_WASM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -120,6 +120,7 @@ impl App {
 
     /// The position of the route that takes `method` on `path`, as the
     /// host's router would match it, with its parameters (for native tests).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn find(&self, method: &str, path: &str) -> Option<(u32, Vec<(String, String)>)> {
         let allows = |r: &Route| {
             r.methods.contains(&method) || (method == "HEAD" && r.methods.contains(&"GET"))
@@ -136,6 +137,7 @@ impl App {
 
 /// The `{name}` segments of `template` with what they match in `path`, or
 /// none when `path` does not fit the template.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn params(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     let (template, path) = (template.strip_prefix('/')?, path.strip_prefix('/')?);
     let (names, parts): (Vec<&str>, Vec<&str>) =

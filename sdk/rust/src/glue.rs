@@ -9,11 +9,12 @@ use crate::bindings::promwasm::app::types;
 use crate::metrics::Kind;
 use crate::request::Request;
 
-/// The app of this instance, built once by `build`.
+/// The app of this instance, built once by `build`, into memory the
+/// allocator keeps for the instance's life.
 #[doc(hidden)]
 pub fn app(build: impl FnOnce() -> App) -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();
-    APP.get_or_init(build)
+    APP.get_or_init(|| crate::lasting(build))
 }
 
 /// The manifest `describe` returns: routes, metrics and gauges in the order

@@ -47,6 +47,8 @@
 //!   `<prefix>_http_request_exceptions_total`.
 
 mod app;
+#[cfg(any(test, all(target_arch = "wasm32", feature = "arena")))]
+mod arena;
 #[doc(hidden)]
 pub mod bindings;
 #[doc(hidden)]
@@ -65,6 +67,20 @@ pub use metrics::{Counter, Gauge, Histogram, Info, Metric, MetricError};
 pub use metrics::{Declaration, Kind};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
+
+/// The allocator of a guest built with the SDK (the `arena` feature, on
+/// by default: turn it off to bring your own).
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
+
+/// Runs `f` with what it allocates kept for the instance's life (the app).
+pub(crate) fn lasting<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(all(target_arch = "wasm32", feature = "arena"))]
+    return ALLOCATOR.lasting(f);
+    #[cfg(not(all(target_arch = "wasm32", feature = "arena")))]
+    f()
+}
 
 /// Exports the app `$app` builds (an expression, evaluated once per
 /// instance) as the component's `promwasm:app/handler`.
