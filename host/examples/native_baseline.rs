@@ -4,9 +4,10 @@
 //! (`bench/run.sh`).
 //!
 //! Everything but the handler is the host's: the listeners, the client
-//! limits, the router, the recording of the default HTTP families, the
-//! in-progress gauge and the runtime histograms (`promwasm::pipeline`), and
-//! the families the manifest declares. The app is `promwasm-seed` (`seed/`),
+//! limits, the router, the recording of the default HTTP families and the
+//! in-progress gauge (`promwasm::pipeline`), and the families the manifest
+//! declares. It records nothing in the `promwasm_guest_*` families: there
+//! is no guest, and a native server would not pay for them. The app is `promwasm-seed` (`seed/`),
 //! the source the example component is built from too, and its metric
 //! updates go through `GuestMetrics::update` as the guest's `metrics`
 //! import's do.
@@ -22,7 +23,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -32,7 +32,6 @@ use hyper::http::request::Parts;
 use tokio::sync::watch;
 
 use promwasm::app::{App, MetricOptions, RouteState};
-use promwasm::call_stats::CallStats;
 use promwasm::client_limits::ClientLimits;
 use promwasm::guest_metrics::{GuestMetrics, SeriesLimits};
 use promwasm::labels::ComponentLabel;
@@ -122,7 +121,6 @@ impl seed::Recorder for Recorder {
 
 impl Handler for Native {
     async fn handle(&self, route: &RouteState, parts: Parts, _body: Bytes) -> Handled {
-        let start = Instant::now();
         // The first `user` header whose value is UTF-8, as the guest sees it.
         let user = parts.headers.get_all("user").iter().find_map(utf8_value);
         let query = parts.uri.query().unwrap_or("");
@@ -142,18 +140,9 @@ impl Handler for Native {
                 detail,
             }),
         };
-        // promwasm records each guest call in its `promwasm_guest_*`
-        // histograms; the same observations here keep the metric work per
-        // request equal (no instance: 0 s to instantiate, 0 bytes of memory).
-        let stats = CallStats {
-            instantiate: Some(Duration::ZERO),
-            reused: false,
-            call: start.elapsed(),
-            memory_high_water: 0,
-        };
         Handled {
             outcome,
-            stats: Some(stats),
+            stats: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::{Response, StatusCode};
@@ -100,6 +100,10 @@ pub async fn read_body(
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|len| len > limits.max_body as u64) {
         return Err(too_large());
+    }
+    // No body (a GET, or a length of 0): nothing to wait for, no timer.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
     }
     let body = Limited::new(body, limits.max_body).collect();
     match tokio::time::timeout(limits.body_read_timeout, body).await {
