@@ -353,15 +353,18 @@ for attempt in 1 2 3 4 5; do
 done
 metrics_body=$(curl -fsS "$URL_m/metrics" | wc -c)
 samples=$(curl -fsS "$URL_m/metrics" | grep -vc '^#' || true)
-scrape() { # scrape ACCEPT-HEADER -> median ms over SCRAPES
+scrape() { # scrape ACCEPT-HEADER [ACCEPT-ENCODING-HEADER] -> median ms over SCRAPES
     local times=() i
     for i in $(seq 1 "$SCRAPES"); do
-        times+=("$(curl -fsS -o /dev/null -H "$1" -w '%{time_total}' "$URL_m/metrics" | awk '{printf "%.3f", $1 * 1000}')")
+        times+=("$(curl -fsS -o /dev/null -H "$1" -H "${2:-Accept-Encoding: identity}" -w '%{time_total}' "$URL_m/metrics" | awk '{printf "%.3f", $1 * 1000}')")
     done
     median "${times[@]}"
 }
 SCRAPE_TEXT=$(scrape 'Accept: text/plain')
 SCRAPE_OM=$(scrape 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5')
+# As Prometheus scrapes: gzip accepted (the time includes the compression).
+SCRAPE_GZIP=$(scrape 'Accept: text/plain' 'Accept-Encoding: gzip')
+GZIP_BYTES=$(curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' -w '%{size_download}' "$URL_m/metrics")
 RSS_SERIES=$(rss_kib "$PID_m")
 log "/metrics: $series auth series, $samples samples, $metrics_body bytes; scrape $SCRAPE_TEXT ms (text), $SCRAPE_OM ms (OpenMetrics)"
 stop_all
@@ -503,6 +506,7 @@ echo
 printf '%-50s %s\n' "measure" "value"
 printf '%-50s %s ms text 0.0.4, %s ms OpenMetrics (%s auth series, %s samples, %s KiB)\n' "/metrics scrape with curl, median of $SCRAPES" \
     "$SCRAPE_TEXT" "$SCRAPE_OM" "$series" "$samples" "$((metrics_body / 1024))"
+printf '%-50s %s ms, %s KiB\n' "/metrics scrape with gzip (text), median of $SCRAPES" "$SCRAPE_GZIP" "$((GZIP_BYTES / 1024))"
 printf '%-50s %s ms promwasm --no-cache, %s ms promwasm --cache-dir (warm cache), %s ms native\n' "cold start to first answered GET /, median of $STARTS" "$COLD_A" "$COLD_CACHED" "$COLD_B"
 printf '%-50s %s MiB (a), %s MiB (b), %s MiB (c)\n' "resident memory idle (VmRSS after 1 request)" \
     "$(mib "$(cat "$WORK/a.idlerss")")" "$(mib "$(cat "$WORK/b.idlerss")")" "$(mib "$(cat "$WORK/c.idlerss")")"

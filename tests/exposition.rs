@@ -144,3 +144,88 @@ fn the_python_example_gives_the_same_exposition() {
 fn the_javascript_example_gives_the_same_exposition() {
     exposition_after_traffic(&Promwasm::start(&["--component", support::JS_EXAMPLE_WASM]));
 }
+
+/// `GET /metrics` with these request headers: status, headers, raw body.
+fn scrape_raw(app: &Promwasm, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+    let mut builder = ureq::http::Request::builder().uri(app.url("/metrics"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = support::agent().run(builder.body(()).unwrap()).unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body
+        .into_with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+        .expect("a gzip stream");
+    text
+}
+
+/// A scraper that accepts gzip (as Prometheus does) gets the same
+/// exposition gzipped, in either format; one that does not, or refuses it
+/// with q=0, gets it as is; `--no-metrics-gzip` never compresses.
+#[test]
+fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
+    let app = Promwasm::start(&[]);
+    traffic(&app);
+    let header = |headers: &ureq::http::HeaderMap, name: &str| {
+        headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    };
+    let openmetrics = "application/openmetrics-text;version=1.0.0";
+    for accept in ["text/plain", openmetrics] {
+        let (status, plain_headers, plain) = scrape_raw(&app, &[("accept", accept)]);
+        assert_eq!(status, 200);
+        assert_eq!(header(&plain_headers, "content-encoding"), None);
+        assert_eq!(
+            header(&plain_headers, "vary").as_deref(),
+            Some("Accept-Encoding")
+        );
+        let (status, headers, packed) =
+            scrape_raw(&app, &[("accept", accept), ("accept-encoding", "gzip")]);
+        assert_eq!(status, 200);
+        assert_eq!(
+            header(&headers, "content-encoding").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            header(&headers, "content-type"),
+            header(&plain_headers, "content-type")
+        );
+        // The same exposition, but for what moves between two scrapes.
+        assert_eq!(
+            normalized(&gunzip(&packed)),
+            normalized(&String::from_utf8(plain.clone()).unwrap())
+        );
+        assert!(
+            packed.len() < plain.len() / 3,
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+    }
+    let (_, headers, body) = scrape_raw(&app, &[("accept-encoding", "gzip;q=0, identity")]);
+    assert_eq!(header(&headers, "content-encoding"), None);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("flask_http_request_total")
+    );
+
+    let off = Promwasm::start(&["--no-metrics-gzip"]);
+    let (_, headers, body) = scrape_raw(&off, &[("accept-encoding", "gzip")]);
+    assert_eq!(
+        (
+            header(&headers, "content-encoding"),
+            header(&headers, "vary")
+        ),
+        (None, None)
+    );
+    assert!(String::from_utf8(body).unwrap().starts_with("# HELP"));
+}

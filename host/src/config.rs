@@ -134,6 +134,12 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_NO_DEFAULT_METRICS")]
     pub no_default_metrics: bool,
 
+    /// Do not gzip `/metrics`, even for a scraper that accepts it
+    /// (promhttp's `DisableCompression`); by default a scrape that sends
+    /// `Accept-Encoding: gzip`, as Prometheus does, gets it compressed.
+    #[arg(long, env = "PROMWASM_NO_METRICS_GZIP")]
+    pub no_metrics_gzip: bool,
+
     /// Where compiled components are kept, so the next start skips
     /// compilation (seconds for a Python or JavaScript component). Entries
     /// are keyed by the component's sha256 and the wasmtime version and

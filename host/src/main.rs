@@ -79,7 +79,9 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let families = Families::new();
     let mounted = source.load_all(&families).await?;
-    let pipeline = Arc::new(Pipeline::mounted(families, cli.client_limits(), mounted)?);
+    let pipeline = Pipeline::mounted(families, cli.client_limits(), mounted)?
+        .metrics_gzip(!cli.no_metrics_gzip);
+    let pipeline = Arc::new(pipeline);
 
     let (stop, stopped) = watch::channel(false);
     let mut listeners = listen(&cli, &pipeline, stopped).await?;

@@ -23,7 +23,7 @@ use crate::app::{App, RouteState};
 use crate::call_stats::CallStats;
 use crate::client_limits::refuse;
 use crate::client_limits::{ClientLimits, read_body};
-use crate::exposition::Format;
+use crate::exposition::{self, Format};
 use crate::http_metrics::InProgressGuard;
 use crate::labels::{ComponentLabel, RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
 use crate::mounts::{Mount, Mounts};
@@ -146,6 +146,8 @@ pub struct Pipeline<H> {
     /// a request short.
     components: Vec<ArcSwap<Mounted<H>>>,
     mounts: Mounts,
+    /// Whether `/metrics` is gzipped for a scraper that accepts it.
+    gzip: bool,
 }
 
 impl<H: Handler> Pipeline<H> {
@@ -173,7 +175,15 @@ impl<H: Handler> Pipeline<H> {
                 .map(|(_, mounted)| ArcSwap::from_pointee(mounted))
                 .collect(),
             mounts,
+            gzip: true,
         })
+    }
+
+    /// Whether `/metrics` is gzipped for a scraper that accepts it (on
+    /// unless `--no-metrics-gzip`).
+    pub fn metrics_gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
     }
 
     /// Answers one request that came in on a listener of `role`.
@@ -181,11 +191,11 @@ impl<H: Handler> Pipeline<H> {
         let start = Instant::now();
         let is_metrics_path = request.uri().path() == "/metrics";
         match role {
-            Role::Metrics if is_metrics_path => scrape(&self.families, &request),
+            Role::Metrics if is_metrics_path => scrape(&self.families, &request, self.gzip),
             Role::Metrics => response::not_found(),
             Role::Main {
                 serves_metrics: true,
-            } if is_metrics_path => scrape(&self.families, &request),
+            } if is_metrics_path => scrape(&self.families, &request, self.gzip),
             Role::Main { .. } => self.route(request, start).await,
         }
     }
@@ -468,23 +478,32 @@ impl<H> Pipeline<H> {
 }
 
 /// Answers a scrape of `/metrics` in the format the `Accept` header asks for.
-pub fn scrape<B>(families: &Families, request: &Request<B>) -> Response<Body> {
+pub fn scrape<B>(families: &Families, request: &Request<B>, gzip: bool) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return response::allow(
             StatusCode::METHOD_NOT_ALLOWED,
             &HeaderValue::from_static("GET, HEAD"),
         );
     }
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
-    let mut response = Response::new(full(families.encode(format)));
-    response.headers_mut().insert(
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(header(header::ACCEPT));
+    let text = families.encode(format);
+    let gzipped = gzip && exposition::accepts_gzip(header(header::ACCEPT_ENCODING));
+    let mut response = match gzipped {
+        true => Response::new(full(exposition::gzip(text.as_bytes()))),
+        false => Response::new(full(text)),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
+    if gzip {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     if request.method() == Method::HEAD {
         strip_body(&mut response);
     }
