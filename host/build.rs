@@ -38,6 +38,7 @@ fn main() {
         "tests/fixtures/http",
         "tests/fixtures/command",
         "tests/fixtures/stray",
+        "tests/fixtures/mistyped",
         "tests/fixtures/shop",
         "sdk/rust/examples",
     ] {
@@ -86,6 +87,10 @@ fn main() {
         ("promwasm_fixture_clash.wasm", "PROMWASM_FIXTURE_CLASH_WASM"),
         ("promwasm_fixture_http.wasm", "PROMWASM_FIXTURE_HTTP_WASM"),
         ("promwasm_fixture_stray.wasm", "PROMWASM_FIXTURE_STRAY_WASM"),
+        (
+            "promwasm_fixture_mistyped.wasm",
+            "PROMWASM_FIXTURE_MISTYPED_WASM",
+        ),
         ("promwasm_fixture_shop.wasm", "PROMWASM_FIXTURE_SHOP_WASM"),
         (
             "promwasm-fixture-command.wasm",

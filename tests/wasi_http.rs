@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use support::{HTTP_FIXTURE_WASM, Promwasm, Scrape, connect, raw, request, start_failure};
 
 const STRAY_WASM: &str = env!("PROMWASM_FIXTURE_STRAY_WASM");
+const MISTYPED_WASM: &str = env!("PROMWASM_FIXTURE_MISTYPED_WASM");
 const COMMAND_WASM: &str = env!("PROMWASM_FIXTURE_COMMAND_WASM");
 
 /// A config file removed on drop.
@@ -382,6 +383,16 @@ fn components_the_host_cannot_serve_are_refused_by_name() {
         "{err}"
     );
     assert!(err.contains("fixture:stray/elsewhere"), "{err}");
+
+    // The contract's names with other types: refused at load, never called.
+    let (code, err) = start_failure(&["--component", MISTYPED_WASM]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{MISTYPED_WASM} exports promwasm:app/handler@0.2.0 unlike the contract: type-checking `describe` of promwasm:app/handler@0.2.0: "
+        )),
+        "{err}"
+    );
 
     let (code, err) = start_failure(&["--default-prefix", "flask"]);
     assert_eq!(code, Some(1), "{err}");

@@ -8,10 +8,12 @@
 use std::marker::PhantomData;
 
 use wasmtime::Store;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
     ComponentExportIndex, ComponentNamedList, ComponentType, Instance, InstancePre, Lift, Lower,
     TypedFunc,
 };
+use wasmtime::error::Context as _;
 
 use super::HostState;
 use super::Update;
@@ -100,8 +102,6 @@ pub trait Contract: Send + Sync + 'static {
     type Response: ComponentType + Lift + Send + Sync + 'static;
     type Manifest: ComponentType + Lift + Send + Sync + 'static;
 
-    /// Type-checks every export of the world, as the bindings check it.
-    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()>;
     fn request(request: RouteRequest) -> Self::Request;
     fn response(response: Self::Response) -> types::Response;
     fn manifest(manifest: Self::Manifest) -> types::Manifest;
@@ -119,10 +119,6 @@ impl Contract for V1 {
     type Request = types::Request;
     type Response = types::Response;
     type Manifest = types::Manifest;
-
-    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()> {
-        v1::RouteHandlerPre::new(pre.clone()).map(drop)
-    }
 
     fn request(request: RouteRequest) -> types::Request {
         request.into_v1()
@@ -143,10 +139,6 @@ impl Contract for V2 {
     type Request = types2::Request;
     type Response = types2::Response;
     type Manifest = types2::Manifest;
-
-    fn check(pre: &InstancePre<HostState>) -> wasmtime::Result<()> {
-        v2::RouteHandlerPre::new(pre.clone()).map(drop)
-    }
 
     fn request(request: RouteRequest) -> types2::Request {
         request.into_v2()
@@ -178,23 +170,38 @@ pub struct RouteHandlerPre<C> {
 }
 
 impl<C: Contract> RouteHandlerPre<C> {
-    /// The component as a route handler of contract `C`, or why it is not.
-    pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        C::check(&pre)?;
+    /// The component as a route handler of contract `C`; none when it does
+    /// not export `C`'s handler, and why not when it exports one unlike
+    /// the contract (a function missing, or typed otherwise).
+    pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Option<Self>> {
         let component = pre.component();
-        let export = |instance, name: &str| {
-            (component.get_export_index(instance, name))
-                .ok_or_else(|| wasmtime::format_err!("no export `{name}` in {}", C::HANDLER))
+        let Some(handler) = component.get_export_index(None, C::HANDLER) else {
+            return Ok(None);
         };
-        let handler = export(None, C::HANDLER)?;
-        let describe = export(Some(&handler), "describe")?;
-        let handle = export(Some(&handler), "handle")?;
-        Ok(RouteHandlerPre {
+        let func = |name: &str| match component.get_export(Some(&handler), name) {
+            Some((ComponentItem::ComponentFunc(func), index)) => Ok((func, index)),
+            Some(_) => Err(wasmtime::format_err!(
+                "`{name}` in {} is not a function",
+                C::HANDLER
+            )),
+            None => Err(wasmtime::format_err!(
+                "no export `{name}` in {}",
+                C::HANDLER
+            )),
+        };
+        let types = pre.instance_type();
+        let (describe_type, describe) = func("describe")?;
+        (describe_type.typecheck::<(), (C::Manifest,)>(&types))
+            .with_context(|| format!("type-checking `describe` of {}", C::HANDLER))?;
+        let (handle_type, handle) = func("handle")?;
+        (handle_type.typecheck::<(&C::Request,), (Result<C::Response, String>,)>(&types))
+            .with_context(|| format!("type-checking `handle` of {}", C::HANDLER))?;
+        Ok(Some(RouteHandlerPre {
             pre,
             describe,
             handle,
             contract: PhantomData,
-        })
+        }))
     }
 
     /// The instance's export at `index`, typed as `C` types it; `new`
@@ -211,9 +218,9 @@ impl<C: Contract> RouteHandlerPre<C> {
     {
         let func = (instance.get_func(&mut *store, index))
             .ok_or_else(|| wasmtime::format_err!("{} lost an export", C::HANDLER))?;
-        // SAFETY: `new` type-checked this export against `C`'s bindings,
-        // whose types `P` and `R` are, and an instance of `self.pre` has
-        // the exports of its component.
+        // SAFETY: `new` type-checked the export at `index` against `P` and
+        // `R` (the only types `describe` and `handle` pass here), and every
+        // instance of `self.pre` has its component's exports and types.
         Ok(unsafe { TypedFunc::new_unchecked(func) })
     }
 }

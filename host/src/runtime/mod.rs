@@ -282,34 +282,43 @@ impl Runtime {
             )
         })?;
         let (engine, pool) = (self.engine.clone(), self.limits.max_instances);
-        let route_handler = match RouteHandlerPre::<V2>::new(pre.clone()) {
-            Ok(pre) => Ok(RouteHandlerCompiled::V2(Compiled::new(
-                sha256.clone(),
-                engine.clone(),
-                pre,
-                limits,
-                pool,
-            ))),
-            Err(_) => RouteHandlerPre::<V1>::new(pre.clone()).map(|pre| {
-                RouteHandlerCompiled::V1(Compiled::new(
+        let unlike = |version| {
+            format!(
+                "{} exports promwasm:app/handler@{version} unlike the contract",
+                origin.display()
+            )
+        };
+        let route_handler =
+            match RouteHandlerPre::<V2>::new(pre.clone()).with_context(|| unlike(V2::VERSION))? {
+                Some(pre) => Some(RouteHandlerCompiled::V2(Compiled::new(
                     sha256.clone(),
                     engine.clone(),
                     pre,
                     limits,
                     pool,
-                ))
-            }),
-        };
+                ))),
+                None => (RouteHandlerPre::<V1>::new(pre.clone())
+                    .with_context(|| unlike(V1::VERSION))?)
+                .map(|pre| {
+                    RouteHandlerCompiled::V1(Compiled::new(
+                        sha256.clone(),
+                        engine.clone(),
+                        pre,
+                        limits,
+                        pool,
+                    ))
+                }),
+            };
         match (route_handler, ProxyPre::new(pre)) {
-            (Ok(compiled), Err(_)) => Ok(Loaded::RouteHandler(compiled)),
-            (Err(_), Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(
+            (Some(compiled), Err(_)) => Ok(Loaded::RouteHandler(compiled)),
+            (None, Ok(pre)) => Ok(Loaded::WasiHttp(Compiled::new(
                 sha256, engine, pre, limits, pool,
             ))),
-            (Ok(_), Ok(_)) => bail!(
+            (Some(_), Ok(_)) => bail!(
                 "{} exports both promwasm:app/handler and wasi:http/incoming-handler; a component implements one world",
                 origin.display()
             ),
-            (Err(_), Err(_)) => {
+            (None, Err(_)) => {
                 let ty = component.component_type();
                 let names = |items: Vec<&str>| match items.is_empty() {
                     true => "nothing".to_string(),

@@ -125,7 +125,10 @@ unsafe impl GlobalAlloc for Arena {
             }
         } else {
             let start = state.top.next_multiple_of(align);
-            if start + size <= state.floor {
+            if start
+                .checked_add(size)
+                .is_some_and(|end| end <= state.floor)
+            {
                 state.top = start + size;
                 state.live += 1;
                 return start as *mut u8;
@@ -157,12 +160,19 @@ unsafe impl GlobalAlloc for Arena {
         let address = ptr as usize;
         if self.holds(address) {
             let state = self.state();
+            let newest = address < state.floor && address + layout.size() == state.top;
             // The newest request allocation grows or shrinks in place.
-            if address < state.floor
-                && address + layout.size() == state.top
-                && address + new_size <= state.floor
+            if newest
+                && address
+                    .checked_add(new_size)
+                    .is_some_and(|end| end <= state.floor)
             {
                 state.top = address + new_size;
+                return ptr;
+            }
+            // Any other arena block shrinks in place (wit-bindgen shrinks
+            // every list it lowers).
+            if new_size <= layout.size() {
                 return ptr;
             }
         } else if !self.state().lasting {
@@ -224,6 +234,10 @@ mod tests {
             let moved = arena.realloc(a, layout(100, 1), 200);
             assert_eq!(moved as usize, arena.start() + 101);
             assert_eq!(moved.read(), 7);
+            assert_eq!(arena.live(), 2);
+            // Shrunk in place, wherever it is.
+            assert_eq!(arena.realloc(moved, layout(200, 1), 50), moved);
+            assert_eq!(arena.realloc(grown, layout(100, 1), 10), grown);
             assert_eq!(arena.live(), 2);
         }
     }
