@@ -1310,3 +1310,44 @@ fn shop_answers_as_documented(component: &str) {
         );
     }
 }
+
+/// `--latency-buckets` gives the default latency histogram other bounds
+/// (prometheus-flask-exporter's `buckets=`), and bounds a histogram cannot
+/// have are refused at start with the reason.
+#[test]
+fn latency_buckets_are_configurable() {
+    let app = Promwasm::start(&["--latency-buckets", "0.25, 1,30"]);
+    assert_eq!(app.get_as("/square?num=3", "ann").status, 200);
+    let text = app.get("/metrics").body;
+    let bounds: Vec<&str> = (text.lines())
+        .filter(|l| l.starts_with("flask_http_request_duration_seconds_bucket{"))
+        .filter(|l| l.contains("path=\"/square\""))
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(bounds, ["0.25", "1", "30", "+Inf"]);
+    // Guest histograms keep their own bounds.
+    assert!(
+        text.contains("flask_app_even_numbers_bucket{le=\"100000\"} 0"),
+        "{text}"
+    );
+
+    for (value, reason) in [
+        (
+            "1,0.5",
+            "bucket bounds must be finite and strictly increasing, got [1.0, 0.5]",
+        ),
+        (
+            "0.1,inf",
+            "bucket bounds must be finite and strictly increasing, got [0.1, inf]",
+        ),
+        (
+            "0.1,,1",
+            "bucket bound \"\": cannot parse float from empty string",
+        ),
+        ("fast", "bucket bound \"fast\": invalid float literal"),
+    ] {
+        let (code, err) = start_failure(&["--latency-buckets", value]);
+        assert_eq!(code, Some(2), "{value}: {err}");
+        assert!(err.contains(reason), "{value}: {err}");
+    }
+}

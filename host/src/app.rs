@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits, SharedFamily};
-use crate::http_metrics::{HttpMetrics, InProgress};
+use crate::http_metrics::{HttpMetrics, InProgress, check_buckets};
 use crate::labels::ComponentLabel;
 use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
 use crate::routes::{PathTemplate, Route, RouteDecl, Router};
@@ -304,18 +304,6 @@ fn check_help(help: &str) -> Result<()> {
             .chars()
             .any(|c| c.is_control() || c == '\\' || c == '"'),
         "help text holds a control character, '\\' or '\"'"
-    );
-    Ok(())
-}
-
-fn check_buckets(buckets: &[f64]) -> Result<()> {
-    ensure!(
-        !buckets.is_empty(),
-        "a histogram declares at least one bucket"
-    );
-    ensure!(
-        buckets.iter().all(|b| b.is_finite()) && buckets.windows(2).all(|w| w[0] < w[1]),
-        "bucket bounds must be finite and strictly increasing, got {buckets:?}"
     );
     Ok(())
 }

@@ -24,6 +24,7 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnu
 use crate::client_limits::ClientLimits;
 use crate::component::{Spec, WasiHttpLabels};
 use crate::guest_metrics::SeriesLimits;
+use crate::http_metrics::LatencyBuckets;
 use crate::labels::ComponentLabel;
 use crate::mounts::{Mount, Mounts};
 use crate::routes::PathTemplate;
@@ -133,6 +134,18 @@ pub struct Cli {
     /// `export_defaults=False`).
     #[arg(long, env = "PROMWASM_NO_DEFAULT_METRICS")]
     pub no_default_metrics: bool,
+
+    /// Upper bounds, in seconds, of the default latency histogram
+    /// (`<prefix>_http_request_duration_seconds`), separated by commas;
+    /// prometheus-flask-exporter's `buckets=`. Finite and strictly
+    /// increasing; the default is prometheus-flask-exporter's.
+    #[arg(
+        long,
+        env = "PROMWASM_LATENCY_BUCKETS",
+        value_name = "SECONDS,...",
+        default_value = "0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10"
+    )]
+    pub latency_buckets: LatencyBuckets,
 
     /// Do not gzip `/metrics`, even for a scraper that accepts it
     /// (promhttp's `DisableCompression`); by default a scrape that sends

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -27,14 +27,64 @@ const DURATION_BUCKETS: [f64; 14] = [
 /// them (OpenMetrics exemplars).
 type DurationHistogram = HistogramWithExemplars<TraceLabels>;
 
-fn duration_histogram() -> DurationHistogram {
-    HistogramWithExemplars::new(DURATION_BUCKETS.into_iter())
+/// The upper bounds, in seconds, of `<prefix>_http_request_duration_seconds`
+/// (`--latency-buckets`); prometheus-flask-exporter's by default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyBuckets(Arc<[f64]>);
+
+impl LatencyBuckets {
+    /// Bounds as a guest's histogram must have them: at least one, finite,
+    /// strictly increasing.
+    pub fn new(bounds: Vec<f64>) -> anyhow::Result<LatencyBuckets> {
+        check_buckets(&bounds)?;
+        Ok(LatencyBuckets(bounds.into()))
+    }
+}
+
+impl Default for LatencyBuckets {
+    fn default() -> Self {
+        LatencyBuckets(DURATION_BUCKETS.into())
+    }
+}
+
+impl std::str::FromStr for LatencyBuckets {
+    type Err = anyhow::Error;
+
+    /// Seconds separated by commas: `0.05,0.1,0.5,1`.
+    fn from_str(text: &str) -> anyhow::Result<LatencyBuckets> {
+        let bounds = (text.split(','))
+            .map(|b| {
+                (b.trim().parse::<f64>())
+                    .map_err(|e| anyhow::anyhow!("bucket bound {:?}: {e}", b.trim()))
+            })
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        LatencyBuckets::new(bounds)
+    }
+}
+
+impl MetricConstructor<DurationHistogram> for LatencyBuckets {
+    fn new_metric(&self) -> DurationHistogram {
+        HistogramWithExemplars::new(self.0.iter().copied())
+    }
+}
+
+/// Histogram bounds must be at least one, finite and strictly increasing.
+pub fn check_buckets(buckets: &[f64]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !buckets.is_empty(),
+        "a histogram declares at least one bucket"
+    );
+    anyhow::ensure!(
+        buckets.iter().all(|b| b.is_finite()) && buckets.windows(2).all(|w| w[0] < w[1]),
+        "bucket bounds must be finite and strictly increasing, got {buckets:?}"
+    );
+    Ok(())
 }
 
 /// The default HTTP families, recorded by the host for every tracked request.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
-    duration: Family<RequestLabels, DurationHistogram, fn() -> DurationHistogram>,
+    duration: Family<RequestLabels, DurationHistogram, LatencyBuckets>,
     requests: Family<MethodStatusLabels, Counter>,
     exceptions: Family<MethodStatusLabels, Counter>,
     /// `<prefix>_exporter_info`: the host's version, per component.
@@ -53,9 +103,13 @@ impl HttpMetrics {
         ]
     }
 
-    pub fn register(registry: &mut Registry, prefix: Option<&str>) -> Self {
+    pub fn register(
+        registry: &mut Registry,
+        prefix: Option<&str>,
+        buckets: &LatencyBuckets,
+    ) -> Self {
         let metrics = HttpMetrics {
-            duration: Family::new_with_constructor(duration_histogram),
+            duration: Family::new_with_constructor(buckets.clone()),
             requests: Family::default(),
             exceptions: Family::default(),
             exporter: InfoSet::default(),

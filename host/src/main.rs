@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> Result<()> {
         serves_metrics: cli.metrics_listen.is_none(),
         components: cli.components()?,
     };
-    let families = Families::new();
+    let families = Families::new().with_latency_buckets(cli.latency_buckets.clone());
     let mounted = source.load_all(&families).await?;
     let pipeline = Pipeline::mounted(families, cli.client_limits(), mounted)?
         .metrics_gzip(!cli.no_metrics_gzip);

@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use crate::exposition::Format;
 use crate::guest_metrics::{Kind, Misuse, Shape, SharedFamily};
 use crate::host_metrics::{ComponentInfo, Rejections};
-use crate::http_metrics::{HttpMetrics, InProgressFamily};
+use crate::http_metrics::{HttpMetrics, InProgressFamily, LatencyBuckets};
 use crate::labels::ComponentLabel;
 use crate::process::ProcessCollector;
 use crate::runtime_metrics::RuntimeMetrics;
@@ -97,6 +97,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Families {
     inner: RwLock<Inner>,
+    /// The bounds of every component's latency histogram.
+    latency_buckets: LatencyBuckets,
     pub rejections: Rejections,
     pub runtime: Arc<RuntimeMetrics>,
     pub misuse: Misuse,
@@ -117,11 +119,19 @@ impl Families {
                 registry,
                 ..Inner::default()
             }),
+            latency_buckets: LatencyBuckets::default(),
             rejections,
             runtime,
             misuse,
             component,
         }
+    }
+
+    /// The default latency histograms registered from now on get these
+    /// bounds (`--latency-buckets`).
+    pub fn with_latency_buckets(mut self, buckets: LatencyBuckets) -> Families {
+        self.latency_buckets = buckets;
+        self
     }
 
     /// Encodes every family for a scrape.
@@ -200,8 +210,9 @@ impl Families {
             })
             .collect();
         let http = wanted.http.map(|HttpDecl { prefix }| {
-            let http = (inner.http.entry(prefix))
-                .or_insert_with_key(|prefix| HttpMetrics::register(registry, prefix.as_deref()));
+            let http = (inner.http.entry(prefix)).or_insert_with_key(|prefix| {
+                HttpMetrics::register(registry, prefix.as_deref(), &self.latency_buckets)
+            });
             http.announce(&component);
             http.clone()
         });
