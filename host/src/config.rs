@@ -143,7 +143,7 @@ pub struct Cli {
         long,
         env = "PROMWASM_LATENCY_BUCKETS",
         value_name = "SECONDS,...",
-        default_value = "0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10"
+        default_value_t = LatencyBuckets::default()
     )]
     pub latency_buckets: LatencyBuckets,
 

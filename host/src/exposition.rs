@@ -19,18 +19,7 @@ impl Format {
     /// Picks OpenMetrics when the `Accept` header lists
     /// `application/openmetrics-text` with a non-zero quality.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let wants_openmetrics = accept.is_some_and(|accept| {
-            accept.split(',').any(|range| {
-                let mut parts = range.split(';').map(str::trim);
-                parts.next() == Some("application/openmetrics-text")
-                    && !parts.any(|p| {
-                        p.strip_prefix("q=")
-                            .and_then(|q| q.parse::<f64>().ok())
-                            .is_some_and(|q| q <= 0.0)
-                    })
-            })
-        });
-        if wants_openmetrics {
+        if accepts(accept, |range| range == "application/openmetrics-text") {
             Format::OpenMetrics
         } else {
             Format::Text
@@ -61,11 +50,18 @@ impl Format {
 /// Whether an `Accept-Encoding` header takes gzip: listed, or as `*`, with
 /// a non-zero quality.
 pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|header| {
-        header.split(',').any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            (name.eq_ignore_ascii_case("gzip") || name == "*")
+    accepts(accept_encoding, |coding| {
+        coding.eq_ignore_ascii_case("gzip") || coding == "*"
+    })
+}
+
+/// Whether a comma-separated `Accept`-style header lists an item that
+/// `matches`, without a quality of zero (`;q=0`).
+fn accepts(header: Option<&str>, matches: impl Fn(&str) -> bool) -> bool {
+    header.is_some_and(|header| {
+        header.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            matches(parts.next().unwrap_or(""))
                 && !parts.any(|p| {
                     p.strip_prefix("q=")
                         .and_then(|q| q.parse::<f64>().ok())

@@ -47,6 +47,19 @@ impl Default for LatencyBuckets {
     }
 }
 
+/// As `--latency-buckets` takes them: `0.05,0.1,0.5,1`.
+impl std::fmt::Display for LatencyBuckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, bound) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{bound}")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::str::FromStr for LatencyBuckets {
     type Err = anyhow::Error;
 

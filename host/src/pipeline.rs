@@ -485,10 +485,10 @@ pub fn scrape<B>(families: &Families, request: &Request<B>, gzip: bool) -> Respo
             &HeaderValue::from_static("GET, HEAD"),
         );
     }
-    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(header(header::ACCEPT));
+    let value = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(value(header::ACCEPT));
     let text = families.encode(format);
-    let gzipped = gzip && exposition::accepts_gzip(header(header::ACCEPT_ENCODING));
+    let gzipped = gzip && exposition::accepts_gzip(value(header::ACCEPT_ENCODING));
     let mut response = match gzipped {
         true => Response::new(full(exposition::gzip(text.as_bytes()))),
         false => Response::new(full(text)),

@@ -225,22 +225,6 @@ impl<C: Contract> RouteHandlerPre<C> {
     }
 }
 
-/// A version of the world: how to instantiate, describe and handle.
-pub trait RouteHandlerWorld: Instantiate {
-    fn describe(
-        &self,
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<types::Manifest>> + Send;
-
-    fn handle(
-        &self,
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-        request: RouteRequest,
-    ) -> impl Future<Output = wasmtime::Result<Result<types::Response, String>>> + Send;
-}
-
 impl<C: Contract> Instantiate for RouteHandlerPre<C> {
     type Instance = Instance;
 
@@ -252,8 +236,9 @@ impl<C: Contract> Instantiate for RouteHandlerPre<C> {
     }
 }
 
-impl<C: Contract> RouteHandlerWorld for RouteHandlerPre<C> {
-    async fn describe(
+impl<C: Contract> RouteHandlerPre<C> {
+    /// Calls the instance's `describe`, its manifest in the host's types.
+    pub(super) async fn describe(
         &self,
         instance: &Instance,
         store: &mut Store<HostState>,
@@ -263,7 +248,8 @@ impl<C: Contract> RouteHandlerWorld for RouteHandlerPre<C> {
         Ok(C::manifest(manifest))
     }
 
-    async fn handle(
+    /// Calls the instance's `handle` with `request` in `C`'s record.
+    pub(super) async fn handle(
         &self,
         instance: &Instance,
         store: &mut Store<HostState>,

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
-use super::contract::{RouteHandlerWorld, RouteRequest};
+use super::contract::{Contract, RouteHandlerPre, RouteRequest};
 use super::types::{Manifest, Response};
 use super::{CallError, CallStats, HostState, Limits, MetricSink, NoMetrics, Phases};
 
@@ -75,7 +75,7 @@ pub(super) fn returned<T>(result: wasmtime::Result<Result<T, String>>) -> Result
     }
 }
 
-impl<P: RouteHandlerWorld> Compiled<P> {
+impl<C: Contract> Compiled<RouteHandlerPre<C>> {
     /// Calls the component's `describe` on a fresh instance.
     pub async fn describe(&self) -> Result<Manifest, CallError> {
         let no_metrics: Arc<dyn MetricSink> = Arc::new(NoMetrics);
@@ -310,7 +310,7 @@ impl<P: Instantiate> Guest<P> {
     }
 }
 
-impl<P: RouteHandlerWorld> Guest<P> {
+impl<C: Contract> Guest<RouteHandlerPre<C>> {
     /// Calls the component's `handle`.
     pub async fn handle(&self, request: RouteRequest) -> (Result<Response, CallError>, CallStats) {
         self.handle_timed(request, None).await

@@ -30,7 +30,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, Cache, hex};
 pub use crate::call_stats::{CallStats, Phases};
-pub use contract::{Contract, RouteHandlerPre, RouteHandlerWorld, RouteRequest, V1, V2, types};
+pub use contract::{Contract, RouteHandlerPre, RouteRequest, V1, V2, types};
 pub use instances::{Compiled, Guest, Instantiate};
 pub use proxy::{Head, WasiHttpGuest};
 pub use reset::{MemoryReset, watch_swap};
