@@ -379,7 +379,7 @@ fn clashes_are_refused_at_start_naming_both() {
         ),
         (
             table("shop", &shop, "/metrics"),
-            "promwasm: component \"shop\": the mount /metrics would be shadowed by the host's /metrics on the main listener".to_string(),
+            "promwasm: component \"shop\": the mount /metrics would be shadowed by the host's metrics on the main listener (move them with --metrics-path, or serve them on --metrics-listen)".to_string(),
         ),
         (
             table("shop", &shop, "/...") + "max-instances = 5000\n",

@@ -229,3 +229,326 @@ fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
     );
     assert!(String::from_utf8(body).unwrap().starts_with("# HELP"));
 }
+
+/// The `# TYPE` lines of an exposition: which families it holds.
+fn types(text: &str) -> Vec<&str> {
+    (text.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect()
+}
+
+#[test]
+fn size_histograms_record_body_bytes_when_asked() {
+    let app = Promwasm::start(&["--size-metrics"]);
+    let square = request("GET", &app.url("/square?num=3"), &[], b"hello");
+    assert_eq!((square.status, square.body.as_str()), (200, "9.0"));
+    assert_eq!(app.get("/").status, 200);
+    let s = app.scrape();
+    let labels = [("method", "GET"), ("path", "/square"), ("status", "200")];
+    for (name, value) in [
+        ("flask_http_request_size_bytes_count", 1.0),
+        ("flask_http_request_size_bytes_sum", 5.0),
+        ("flask_http_response_size_bytes_count", 1.0),
+        ("flask_http_response_size_bytes_sum", 3.0),
+    ] {
+        assert_eq!(s.get(name, &labels), Some(value), "{name}");
+    }
+    let bucket = |name: &str, le: &str| s.get(name, &[labels[0], labels[1], labels[2], ("le", le)]);
+    assert_eq!(
+        bucket("flask_http_request_size_bytes_bucket", "64"),
+        Some(1.0)
+    );
+    assert_eq!(
+        bucket("flask_http_response_size_bytes_bucket", "1.6777216e+07"),
+        Some(1.0)
+    );
+    let index = [("method", "GET"), ("path", "/"), ("status", "200")];
+    let greeting = "Hello! This is an example app for demonstrating prometheus metrics collection";
+    assert_eq!(
+        s.get("flask_http_response_size_bytes_sum", &index),
+        Some(greeting.len() as f64)
+    );
+    // Off by default.
+    let plain = Promwasm::start(&[]);
+    assert_eq!(plain.get("/").status, 200);
+    let text = plain.get("/metrics").body;
+    assert!(!text.contains("size_bytes"), "{text}");
+}
+
+#[test]
+fn constant_labels_go_on_every_series() {
+    let app = Promwasm::start(&["--const-label", "region=eu", "--const-label", "team=web"]);
+    traffic(&app);
+    let accept = [("accept", "application/openmetrics-text;version=1.0.0")];
+    let openmetrics = request("GET", &app.url("/metrics"), &accept, b"").body;
+    for text in [app.get("/metrics").body, openmetrics] {
+        let samples: Vec<&str> = (text.lines()).filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 100, "{text}");
+        for sample in samples {
+            assert!(
+                sample.contains("region=\"eu\"") && sample.contains("team=\"web\""),
+                "{sample}"
+            );
+        }
+    }
+    // Every label of a host family is one a constant label may not take.
+    let everything = Promwasm::start(&["--size-metrics", "--scrape-metrics"]);
+    traffic(&everything);
+    let text = everything.get("/metrics").body;
+    let guest = ["flask_app_"];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        if guest.iter().any(|g| name.starts_with(g)) {
+            continue;
+        }
+        let labels = rest.rsplit_once('}').unwrap().0;
+        for label in labels.split(',').filter_map(|l| l.split_once('=')) {
+            assert!(
+                promwasm::labels::HOST_LABEL_NAMES.contains(&label.0),
+                "{} of {line}",
+                label.0
+            );
+        }
+    }
+    let s = app.scrape();
+    let labels = [
+        ("region", "eu"),
+        ("team", "web"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
+    assert_eq!(s.get("flask_http_request_total", &labels), Some(5.0));
+
+    for (args, code, message) in [
+        (
+            &["--const-label", "status=x"][..],
+            Some(2),
+            "label \"status\" is a label of the host's own families",
+        ),
+        (
+            &["--const-label", "1x=y"],
+            Some(2),
+            "label \"1x\" is not a valid label name",
+        ),
+        (
+            &["--const-label", "region"],
+            Some(2),
+            "\"region\" is not name=value",
+        ),
+        (
+            &["--const-label", "region=eu,region=us"],
+            Some(1),
+            "promwasm: constant label \"region\" is given twice",
+        ),
+        // The example's auth counter has a `user` label.
+        (
+            &["--const-label", "user=x"],
+            Some(1),
+            "metric \"flask_app_total_auths\": label \"user\" is a constant label of the host (--const-label)",
+        ),
+    ] {
+        let (got, err) = support::start_failure(args);
+        assert_eq!(got, code, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn excluded_statuses_and_paths_are_left_out_of_the_default_families() {
+    let app = Promwasm::start(&["--exclude-status", "404", "--exclude-path", "/squ.*"]);
+    assert_eq!(app.get("/square?num=3").status, 200);
+    assert_eq!(app.get("/nothing").status, 404);
+    assert_eq!(app.get("/").status, 200);
+    assert_eq!(app.get("/even?num=2").status, 200);
+    let s = app.scrape();
+    assert_eq!(
+        s.series("flask_http_request_total"),
+        ["flask_http_request_total{method=\"GET\",status=\"200\"}"]
+    );
+    assert_eq!(
+        s.value(
+            "flask_http_request_total",
+            &[("method", "GET"), ("status", "200")]
+        ),
+        2.0
+    );
+    let paths: std::collections::BTreeSet<&str> = s
+        .series("flask_http_request_duration_seconds_count")
+        .into_iter()
+        .filter_map(|k| k.split("path=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(paths, ["/", "/even"].into());
+    // The guest's own families and the runtime's still see every call.
+    assert_eq!(
+        s.value("promwasm_guest_call_seconds_count", &[("path", "/square")]),
+        1.0
+    );
+
+    // A pattern matches the whole path: /squ leaves /square in.
+    let whole = Promwasm::start(&["--exclude-path", "/squ"]);
+    assert_eq!(whole.get("/square?num=3").status, 200);
+    assert_eq!(
+        whole.scrape().value(
+            "flask_http_request_duration_seconds_count",
+            &[("method", "GET"), ("path", "/square"), ("status", "200")]
+        ),
+        1.0
+    );
+
+    let classes = Promwasm::start(&["--exclude-status", "2xx"]);
+    assert_eq!(classes.get("/").status, 200);
+    assert_eq!(classes.get("/nothing").status, 404);
+    assert_eq!(
+        classes.scrape().series("flask_http_request_total"),
+        ["flask_http_request_total{method=\"GET\",status=\"404\"}"]
+    );
+
+    for (flag, value, message) in [
+        (
+            "--exclude-status",
+            "600",
+            "\"600\" is not a status code (100-599) or class (1xx-5xx)",
+        ),
+        (
+            "--exclude-path",
+            "/a(",
+            "--exclude-path \"/a(\": regex parse error",
+        ),
+    ] {
+        let (code, err) = support::start_failure(&[flag, value]);
+        assert!(code.is_some_and(|c| c != 0), "{value}: {err}");
+        assert!(err.contains(message), "{value}: {err}");
+    }
+}
+
+#[test]
+fn statuses_can_be_grouped_by_class() {
+    let app = Promwasm::start(&["--status-classes"]);
+    assert_eq!(app.get("/").status, 200);
+    assert_eq!(app.get("/square?num=3").status, 200);
+    assert_eq!(app.get("/nothing").status, 404);
+    let s = app.scrape();
+    let mut series = s.series("flask_http_request_total");
+    series.sort();
+    assert_eq!(
+        series,
+        [
+            "flask_http_request_total{method=\"GET\",status=\"2xx\"}",
+            "flask_http_request_total{method=\"GET\",status=\"4xx\"}",
+        ]
+    );
+    let count = |status| {
+        s.value(
+            "flask_http_request_total",
+            &[("method", "GET"), ("status", status)],
+        )
+    };
+    assert_eq!((count("2xx"), count("4xx")), (2.0, 1.0));
+    assert_eq!(
+        s.value(
+            "flask_http_request_duration_seconds_count",
+            &[
+                ("method", "GET"),
+                ("path", "<unmatched>"),
+                ("status", "4xx")
+            ]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_scrape_can_name_the_families_it_wants() {
+    let app = Promwasm::start(&[]);
+    traffic(&app);
+    let query = "/metrics?name[]=flask_app_total_auths_total&name%5B%5D=flask_http_request_duration_seconds";
+    let text = app.get(query).body;
+    assert_eq!(
+        types(&text),
+        [
+            "flask_app_total_auths_total counter",
+            "flask_http_request_duration_seconds histogram"
+        ]
+    );
+    let accept = [("accept", "application/openmetrics-text;version=1.0.0")];
+    let open = request("GET", &app.url(query), &accept, b"").body;
+    assert_eq!(
+        types(&open),
+        [
+            "flask_app_total_auths counter",
+            "flask_http_request_duration_seconds histogram"
+        ]
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    let none = app.get("/metrics?name[]=no_such_family");
+    assert_eq!((none.status, none.body.as_str()), (200, ""));
+}
+
+#[test]
+fn the_metrics_path_moves_and_refuses_what_it_would_shadow() {
+    let app = Promwasm::start(&["--metrics-path", "/internal/metrics"]);
+    assert_eq!(app.get("/").status, 200);
+    let moved = app.get("/internal/metrics");
+    assert_eq!(moved.status, 200);
+    assert!(
+        moved.body.contains("flask_http_request_total"),
+        "{}",
+        moved.body
+    );
+    // /metrics is a path like any other now: no route has it.
+    assert_eq!(app.get("/metrics").status, 404);
+
+    let (code, err) = support::start_failure(&["--metrics-path", "/square"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "route \"/square\" would be shadowed by the host's metrics on the main listener \
+             (move them with --metrics-path, or serve them on --metrics-listen)"
+        ),
+        "{err}"
+    );
+    // On a listener of their own, the metrics shadow nothing.
+    let apart = Promwasm::start(&[
+        "--metrics-path",
+        "/square",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(apart.get("/square?num=3").body, "9.0");
+    assert!(
+        apart.metrics_url.ends_with("/square"),
+        "{}",
+        apart.metrics_url
+    );
+    assert_eq!(request("GET", &apart.metrics_url, &[], b"").status, 200);
+}
+
+#[test]
+fn promhttp_scrape_families_count_scrapes_when_asked() {
+    let app = Promwasm::start(&["--scrape-metrics", "--max-concurrent-scrapes", "1"]);
+    let first = app.scrape();
+    assert_eq!(
+        first.get("promhttp_metric_handler_requests_total", &[("code", "200")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        first.get("promhttp_metric_handler_requests_in_flight", &[]),
+        Some(1.0)
+    );
+    let second = app.scrape();
+    assert_eq!(
+        second.get("promhttp_metric_handler_requests_total", &[("code", "200")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second.get("promhttp_metric_handler_requests_total", &[("code", "503")]),
+        Some(0.0)
+    );
+    // Off by default.
+    let plain = Promwasm::start(&[]).get("/metrics").body;
+    assert!(!plain.contains("promhttp"), "{plain}");
+    let (code, err) = support::start_failure(&["--max-concurrent-scrapes", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -186,10 +186,15 @@ impl Prometheus {
 
     /// `start`, with extra command-line flags.
     fn start_with(targets: &[String], flags: &[&str]) -> Prometheus {
+        Prometheus::start_config(&prometheus_config(targets), flags)
+    }
+
+    /// Starts Prometheus with the configuration `text`.
+    fn start_config(text: &str, flags: &[&str]) -> Prometheus {
         let binary = prometheus_bin();
         let dir = TempDir::new("prometheus");
         let config = dir.0.join("prometheus.yml");
-        fs::write(&config, prometheus_config(targets)).unwrap();
+        fs::write(&config, text).unwrap();
         let mut failures = Vec::new();
         for attempt in 0..4 {
             let port = free_port();
@@ -859,6 +864,70 @@ fn prometheus_scrapes_a_wasi_http_component() {
         prom.scalar(r#"sum(flask_http_request_total{method="GET",status="200"})"#),
         f64::from(sent)
     );
+}
+
+#[test]
+fn prometheus_scrapes_over_https_with_basic_auth() {
+    let pki = support::tls::Pki::new("prometheus");
+    let app = Promwasm::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--web-config-file",
+        pki.web_config("NoClientCert").to_str().unwrap(),
+    ]);
+    assert!(
+        app.metrics_url.starts_with("https://"),
+        "{}",
+        app.metrics_url
+    );
+    let target = app.metrics_addr();
+    // The same target twice: with the password, and with a wrong one.
+    let job = |name: &str, password: &str| {
+        format!(
+            "  - job_name: {name}
+    scheme: https
+    tls_config:
+      ca_file: '{}'
+    basic_auth:
+      username: alice
+      password: '{password}'
+    static_configs:
+      - targets: ['{target}']
+",
+            pki.path("ca.pem").display()
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}",
+        job("tls", support::tls::PASSWORD),
+        job("wrong", "not-the-password")
+    );
+    let prom = Prometheus::start_config(&config, &[]);
+    prom.wait_value(r#"up{job="tls"}"#, 1.0);
+    for _ in 0..3 {
+        assert_eq!(app.get("/").status, 200);
+    }
+    prom.wait_value(
+        r#"sum(flask_http_request_total{job="tls",method="GET",status="200"})"#,
+        3.0,
+    );
+    prom.wait_value(r#"count(up{job="wrong"} == 0)"#, 1.0);
+    assert_eq!(
+        prom.scalar(r#"count({job="wrong",__name__!~"up|scrape_.*"})"#),
+        0.0
+    );
+    let targets = prom.api("/api/v1/targets", &[]).unwrap();
+    let wrong = (targets["activeTargets"].as_array().unwrap().iter())
+        .find(|t| t["labels"]["job"] == "wrong")
+        .expect("the wrong-password target");
+    let error = wrong["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("401"), "{error}");
+    // promwasm counted the refusals.
+    prom.wait_for("the refusals counted", || {
+        let n =
+            prom.scalar(r#"promwasm_http_unauthorized_total{job="tls",reason="wrong_password"}"#);
+        (n >= 1.0).then_some(()).ok_or(format!("{n}"))
+    });
 }
 
 /// A config file with two `[[component]]` tables, in a directory removed on

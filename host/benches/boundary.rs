@@ -25,7 +25,8 @@ use ::promwasm::EXAMPLE_COMPONENT;
 use ::promwasm::app::{App, MetricOptions};
 use ::promwasm::exposition::Format;
 use ::promwasm::guest_metrics::SeriesLimits;
-use ::promwasm::labels::{ComponentLabel, RequestLabels};
+use ::promwasm::http_metrics::BodySizes;
+use ::promwasm::labels::{ComponentLabel, RequestLabels, StatusLabel};
 use ::promwasm::registry::Families;
 use ::promwasm::route_handler;
 use ::promwasm::runtime::{
@@ -275,7 +276,22 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         component: ComponentLabel::none(),
         method: "GET",
         path: square.route.template.clone(),
-        status: 200,
+        status: StatusLabel::Code(200),
+    };
+    // What the pipeline does for every request with the default exporter
+    // options: the exclusion checks, then the families.
+    assert_eq!(http.status(200), Some(labels.status));
+    let observe = |trace| {
+        if !http.excludes_path(black_box("/square"))
+            && http.status(black_box(200)) == Some(labels.status)
+        {
+            http.observe(
+                black_box(&labels),
+                Duration::from_micros(50),
+                BodySizes::default(),
+                trace,
+            );
+        }
     };
     let mut t_auth = Vec::with_capacity(iters);
     let mut t_http = Vec::with_capacity(iters);
@@ -303,7 +319,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
             )
             .expect("update");
         let t1 = Instant::now();
-        http.observe(black_box(&labels), Duration::from_micros(50), None);
+        observe(None);
         let t2 = Instant::now();
         drop(black_box(square.in_progress.enter()));
         let t3 = Instant::now();
@@ -325,7 +341,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         black_box(sampled_trace(black_box(&plain)));
         let t6 = Instant::now();
         let trace = sampled_trace(black_box(&traced));
-        http.observe(black_box(&labels), Duration::from_micros(50), trace);
+        observe(trace);
         let t7 = Instant::now();
         if i >= warmup {
             t_no_trace.push(t6 - t5);
@@ -343,7 +359,7 @@ fn metrics_work(manifest: &types::Manifest, iters: usize, warmup: usize) {
         None,
     );
     report(
-        "metrics: default HTTP families (HttpMetrics::observe)",
+        "metrics: default HTTP families (exclusions + observe)",
         &mut t_http,
         None,
     );

@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let drain = promwasm::server::DEFAULT_DRAIN;
     let serving = tokio::spawn(promwasm::server::serve(
-        pipeline, listener, role, stopped, drain,
+        pipeline, listener, role, None, stopped, drain,
     ));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::guest_metrics::{GuestMetrics, Kind, SeriesLimits, SharedFamily};
 use crate::http_metrics::{HttpMetrics, InProgress, check_buckets};
-use crate::labels::ComponentLabel;
+use crate::labels::{ComponentLabel, check_label_name};
 use crate::registry::{Declarations, Families, GuestDecl, HttpDecl};
 use crate::routes::{PathTemplate, Route, RouteDecl, Router};
 use crate::runtime::types::{HostMeasure, HostMetric, Manifest, Metric, MetricKind};
@@ -19,7 +19,7 @@ use crate::runtime_metrics::RouteRuntime;
 const RESERVED_SUFFIXES: [&str; 6] = ["_total", "_info", "_bucket", "_count", "_sum", "_created"];
 
 /// Name prefixes the host keeps for its own families.
-const RESERVED_PREFIXES: [&str; 2] = ["process_", "promwasm_"];
+const RESERVED_PREFIXES: [&str; 3] = ["process_", "promwasm_", "promhttp_"];
 
 /// What the host keeps per route: the route, the gauges it raises around
 /// each call, and its runtime series, resolved at load so that a request
@@ -79,7 +79,7 @@ impl App {
         let guest = (manifest.metrics.iter())
             .map(|m| {
                 check_metric(m, &mut names)
-                    .and_then(|d| check_component_label(d, component))
+                    .and_then(|d| check_host_labels(d, component, families))
                     .with_context(|| format!("metric {:?}", m.name))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -239,13 +239,21 @@ fn check_metric(m: &Metric, names: &mut Names) -> Result<GuestDecl> {
 }
 
 /// Where components are named, `component` is the host's label on every
-/// series, so a guest family cannot have a label of that name.
-fn check_component_label(decl: GuestDecl, component: &ComponentLabel) -> Result<GuestDecl> {
+/// series, as each `--const-label` is, so a guest family cannot have a
+/// label of those names.
+fn check_host_labels(
+    decl: GuestDecl,
+    component: &ComponentLabel,
+    families: &Families,
+) -> Result<GuestDecl> {
     let taken = component.name().is_some() && decl.labels.iter().any(|l| l == "component");
     ensure!(
         !taken,
         "label \"component\" is the host's on a host of several components"
     );
+    if let Some(label) = (decl.labels.iter()).find(|l| families.has_const_label(l)) {
+        bail!("label {label:?} is a constant label of the host (--const-label)");
+    }
     Ok(decl)
 }
 
@@ -279,19 +287,7 @@ fn check_name(name: &str) -> Result<()> {
 fn check_labels(labels: &[String]) -> Result<()> {
     let mut seen = HashSet::new();
     for label in labels {
-        let mut bytes = label.bytes();
-        let valid = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        ensure!(
-            valid,
-            "label {label:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"
-        );
-        ensure!(
-            !label.starts_with("__"),
-            "label {label:?}: names starting with \"__\" are reserved"
-        );
+        check_label_name(label)?;
         ensure!(seen.insert(label), "label {label:?} is declared twice");
     }
     Ok(())

@@ -19,11 +19,12 @@ use crate::labels::ComponentLabel;
 use crate::mounts::Mount;
 use crate::pipeline::{Failure, Handled, Handler, Mounted, Pipeline, Refusal};
 use crate::registry::Families;
-use crate::routes::PathTemplate;
+use crate::routes::{PathTemplate, template_matches};
 use crate::runtime::{
     CallError, Compiled, HostState, Limits, Loaded, RouteHandlerCompiled, RouteHandlerGuest,
     Runtime, WasiHttpGuest,
 };
+use crate::scrape::MetricsPath;
 use crate::{route_handler, wasi_http};
 
 /// A loaded component answering requests, by its world.
@@ -83,9 +84,9 @@ pub fn call_failure(e: CallError) -> Failure {
 pub struct Source {
     pub runtime: Runtime,
     pub options: MetricOptions,
-    /// Whether `/metrics` on the main listener is the host's, so that no
-    /// mount or route may be exactly `/metrics`.
-    pub serves_metrics: bool,
+    /// The metrics path when the main listener serves the metrics, which
+    /// no mount or route may then take.
+    pub metrics_path: Option<MetricsPath>,
     /// In the configuration's order: the first records the requests
     /// outside every mount.
     pub components: Vec<Spec>,
@@ -146,35 +147,65 @@ impl Spec {
     }
 
     /// Refuses a route (or label template) that lies outside the mount, or
-    /// that `/metrics` on the main listener would shadow.
-    fn check_route(&self, template: &str, serves_metrics: bool) -> Result<()> {
+    /// that is the metrics path on the main listener, which would shadow it
+    /// whole; a template with parameters or a rest that matches the path
+    /// loses only that path, which is logged.
+    fn check_route(&self, template: &str, metrics_path: Option<&MetricsPath>) -> Result<()> {
         ensure!(
             self.mount.covers(template),
             "route {template:?} lies outside the mount {}",
             self.mount
         );
+        let Some(path) = metrics_path else {
+            return Ok(());
+        };
         ensure!(
-            !(serves_metrics && template == METRICS_PATH),
-            "route {template:?} would be shadowed by the host's /metrics on the main listener \
-             (serve the metrics on --metrics-listen to free it)"
+            template != path.as_str(),
+            "route {template:?} would be shadowed by the host's metrics on the main listener \
+             ({MOVE_METRICS})"
         );
+        if template_matches(template, path.as_str()) {
+            tracing::warn!(
+                component = self.name.name(),
+                "route {template:?} does not get {path}: the host's metrics are served there ({MOVE_METRICS})"
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a literal mount that is the metrics path on the main
+    /// listener; a prefix mount whose bare path it is loses only that path,
+    /// which is logged.
+    fn check_mount(&self, metrics_path: Option<&MetricsPath>) -> Result<()> {
+        let mount = self.mount.as_str();
+        let Some(path) = metrics_path else {
+            return Ok(());
+        };
+        ensure!(
+            mount != path.as_str(),
+            "{}: the mount {mount} would be shadowed by the host's metrics on the main listener \
+             ({MOVE_METRICS})",
+            self.name
+        );
+        if mount.strip_suffix("/...") == Some(path.as_str()) {
+            tracing::warn!(
+                component = self.name.name(),
+                "the mount {mount} does not get {path}: the host's metrics are served there ({MOVE_METRICS})"
+            );
+        }
         Ok(())
     }
 }
 
-/// The path of the host's metrics.
-const METRICS_PATH: &str = "/metrics";
+/// How to free a path the metrics take, for the messages that say so.
+const MOVE_METRICS: &str = "move them with --metrics-path, or serve them on --metrics-listen";
 
 impl Source {
     /// Loads every component, each refusal naming the component.
     pub async fn load_all(&self, families: &Families) -> Result<Vec<(Mount, Mounted<Component>)>> {
         let mut mounted = Vec::with_capacity(self.components.len());
         for spec in &self.components {
-            ensure!(
-                !(self.serves_metrics && spec.mount.as_str() == METRICS_PATH),
-                "{}: the mount /metrics would be shadowed by the host's /metrics on the main listener",
-                spec.name
-            );
+            spec.check_mount(self.metrics_path.as_ref())?;
             let bytes = spec.bytes().await?;
             let component = match spec.name.name() {
                 Some(_) => (self.load(spec, families, &bytes).await)
@@ -217,7 +248,7 @@ impl Source {
         let prefix = labels.default_prefix.as_deref();
         let labelling = || format!("labelling wasi:http component {}", origin.display());
         for route in &labels.routes {
-            spec.check_route(&route.path, self.serves_metrics)
+            spec.check_route(&route.path, self.metrics_path.as_ref())
                 .with_context(labelling)?;
         }
         let app = App::for_wasi_http(&labels.routes, prefix, families, self.options, &spec.name)
@@ -261,7 +292,7 @@ impl Source {
             .with_context(|| format!("calling describe on {}", origin.display()))?;
         let invalid = || format!("{} declares an invalid manifest", origin.display());
         for route in &manifest.routes {
-            spec.check_route(&route.path, self.serves_metrics)
+            spec.check_route(&route.path, self.metrics_path.as_ref())
                 .with_context(invalid)?;
         }
         let app = App::new(&manifest, families, self.options, &spec.name).with_context(invalid)?;

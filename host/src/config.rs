@@ -24,11 +24,12 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, ValueEnu
 use crate::client_limits::ClientLimits;
 use crate::component::{Spec, WasiHttpLabels};
 use crate::guest_metrics::SeriesLimits;
-use crate::http_metrics::LatencyBuckets;
-use crate::labels::ComponentLabel;
+use crate::http_metrics::{Exclusions, HttpOptions, LatencyBuckets, StatusPattern};
+use crate::labels::{ComponentLabel, ConstLabel, check_const_labels};
 use crate::mounts::{Mount, Mounts};
 use crate::routes::PathTemplate;
 use crate::runtime::{Limits, MemoryReset};
+use crate::scrape::{DEFAULT_MAX_CONCURRENT_SCRAPES, MetricsPath, ScrapeOptions};
 
 /// A time span on the command line: "10s", "500ms".
 pub type Span = humantime::Duration;
@@ -153,6 +154,78 @@ pub struct Cli {
     #[arg(long, env = "PROMWASM_NO_METRICS_GZIP")]
     pub no_metrics_gzip: bool,
 
+    /// Also record request and response body sizes per route:
+    /// `<prefix>_http_request_size_bytes` and
+    /// `<prefix>_http_response_size_bytes` (promhttp's
+    /// `InstrumentHandlerRequestSize` and `ResponseSize`).
+    #[arg(long, env = "PROMWASM_SIZE_METRICS")]
+    pub size_metrics: bool,
+
+    /// The `status` label of the default families as its class (`2xx`,
+    /// `4xx`, ...) rather than the code: fewer series.
+    #[arg(long, env = "PROMWASM_STATUS_CLASSES")]
+    pub status_classes: bool,
+
+    /// Leave answers with this status (`404`) or class (`5xx`) out of the
+    /// default families; repeatable, or separated by commas.
+    #[arg(
+        long,
+        env = "PROMWASM_EXCLUDE_STATUS",
+        value_name = "CODE|CLASS",
+        value_delimiter = ','
+    )]
+    pub exclude_status: Vec<StatusPattern>,
+
+    /// Leave requests whose whole path matches this regular expression
+    /// (`/static/.*`) out of the default families (prometheus-flask-exporter's
+    /// `excluded_paths`); repeatable.
+    #[arg(long, env = "PROMWASM_EXCLUDE_PATH", value_name = "REGEX")]
+    pub exclude_path: Vec<String>,
+
+    /// A label every series the host exports carries (`region=eu`;
+    /// prometheus-flask-exporter's `default_labels`); repeatable, or
+    /// separated by commas (so a value holds no comma). A label of a host
+    /// family is refused, and a component whose families have one is
+    /// refused at load.
+    #[arg(
+        long,
+        env = "PROMWASM_CONST_LABELS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub const_label: Vec<ConstLabel>,
+
+    /// Where the metrics are served, on the main listener (unless
+    /// --metrics-listen) or the metrics listener. A route or mount of a
+    /// component that it would shadow on the main listener is refused.
+    #[arg(long, env = "PROMWASM_METRICS_PATH", default_value_t = MetricsPath::default())]
+    pub metrics_path: MetricsPath,
+
+    /// Scrapes answered at once; past it a scrape is answered 503, counted
+    /// in `promwasm_http_rejected_total{reason="too_many_scrapes"}`.
+    #[arg(long, env = "PROMWASM_MAX_CONCURRENT_SCRAPES", default_value_t = DEFAULT_MAX_CONCURRENT_SCRAPES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_scrapes: u32,
+
+    /// Record promhttp's families about the metrics endpoint itself:
+    /// `promhttp_metric_handler_requests_total{code}` and
+    /// `promhttp_metric_handler_requests_in_flight`.
+    #[arg(long, env = "PROMWASM_SCRAPE_METRICS")]
+    pub scrape_metrics: bool,
+
+    /// exporter-toolkit's web configuration YAML (the file other Prometheus
+    /// exporters read): `tls_server_config` puts TLS on the listener that
+    /// serves the metrics (--metrics-listen, else the main one),
+    /// `basic_auth_users` (bcrypt hashes) guard the metrics endpoint, and
+    /// `http_server_config.headers` go on its answers. Read again at SIGHUP.
+    #[arg(long, env = "PROMWASM_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Put the web config's TLS on the main listener too, when
+    /// --metrics-listen serves the metrics apart (basic auth stays the
+    /// metrics endpoint's).
+    #[arg(long, env = "PROMWASM_WEB_CONFIG_MAIN", requires = "web_config_file")]
+    pub web_config_main: bool,
+
     /// Where compiled components are kept, so the next start skips
     /// compilation (seconds for a Python or JavaScript component). Entries
     /// are keyed by the component's sha256 and the wasmtime version and
@@ -235,6 +308,12 @@ impl Cli {
         cli.routes = tables.route;
         cli.components = tables.component;
         cli.check_components()?;
+        check_const_labels(&cli.const_label)?;
+        // clap's `requires` does not see the file's keys, which are defaults.
+        anyhow::ensure!(
+            !cli.web_config_main || cli.web_config_file.is_some(),
+            "--web-config-main needs --web-config-file"
+        );
         // hyper's read buffer cannot be smaller than its initial size.
         anyhow::ensure!(
             cli.max_header_bytes.0 >= MIN_HEADER_BYTES,
@@ -393,6 +472,33 @@ impl Cli {
         }
     }
 
+    /// How the default families record.
+    pub fn http_options(&self) -> Result<HttpOptions> {
+        Ok(HttpOptions {
+            latency_buckets: self.latency_buckets.clone(),
+            sizes: self.size_metrics,
+            status_classes: self.status_classes,
+            exclude: Exclusions::new(self.exclude_status.clone(), &self.exclude_path)?,
+        })
+    }
+
+    /// How the metrics endpoint answers.
+    pub fn scrape_options(&self) -> ScrapeOptions {
+        ScrapeOptions {
+            path: self.metrics_path.clone(),
+            gzip: !self.no_metrics_gzip,
+            max_concurrent: self.max_concurrent_scrapes,
+            self_metrics: self.scrape_metrics,
+        }
+    }
+
+    /// The metrics path when the main listener serves the metrics.
+    pub fn main_metrics_path(&self) -> Option<MetricsPath> {
+        self.metrics_listen
+            .is_none()
+            .then(|| self.metrics_path.clone())
+    }
+
     /// Time requests in flight get at a stop.
     pub fn drain_timeout(&self) -> Duration {
         *self.drain_timeout
@@ -413,32 +519,36 @@ fn with_file_defaults(mut command: Command, text: &str) -> Result<Command> {
             continue;
         }
         let line = text[..key.span().start].matches('\n').count() + 1;
-        let setting = (|| -> Result<(clap::Id, String)> {
+        let setting = (|| -> Result<(clap::Id, Vec<String>)> {
             let arg = (command.get_arguments())
                 .find(|a| a.get_long() == Some(key.get_ref()) && a.get_id() != "config")
                 .ok_or_else(|| anyhow!("unknown key; the keys are the flags of --help"))?;
-            let value = file_value(arg, value.into_inner())?;
+            let values = file_values(arg, value.into_inner())?;
             // The flag alone, as the file gives it: its own parser checks
             // the value, and no environment variable stands in for it.
-            let alone = arg.clone().env(None).default_value(value.clone());
+            let alone = arg.clone().env(None).default_values(values.clone());
+            let shown = match &values[..] {
+                [value] => format!("{value:?}"),
+                values => format!("{values:?}"),
+            };
             Command::new("promwasm")
                 .no_binary_name(true)
                 .arg(alone)
                 .try_get_matches_from(Vec::<OsString>::new())
                 .map_err(|e| match std::error::Error::source(&e) {
-                    Some(cause) => anyhow!("{value:?}: {cause}"),
+                    Some(cause) => anyhow!("{shown}: {cause}"),
                     None => {
                         let possible: Vec<String> = (arg.get_possible_values().iter())
                             .map(|v| v.get_name().to_string())
                             .collect();
-                        anyhow!("{value:?} is not one of {}", possible.join(", "))
+                        anyhow!("{shown} is not one of {}", possible.join(", "))
                     }
                 })?;
-            Ok((arg.get_id().clone(), value))
+            Ok((arg.get_id().clone(), values))
         })();
-        let (id, value) =
+        let (id, values) =
             setting.with_context(|| format!("line {line}: key `{}`", key.get_ref()))?;
-        command = command.mut_arg(id, |arg| arg.default_value(value));
+        command = command.mut_arg(id, |arg| arg.default_values(values));
     }
     Ok(command)
 }
@@ -520,6 +630,18 @@ where
     text.parse()
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+}
+
+/// A file's value as the flag's texts: for a repeatable flag, an array of
+/// them (or one); for the others, one value (see [`file_value`]).
+fn file_values(arg: &clap::Arg, value: toml::Value) -> Result<Vec<String>> {
+    let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
+    match value {
+        toml::Value::Array(items) if repeatable => (items.into_iter())
+            .map(|item| file_value(arg, item))
+            .collect(),
+        value => Ok(vec![file_value(arg, value)?]),
+    }
 }
 
 /// A file's value as the flag's text, when its TOML type is the flag's: a
@@ -734,6 +856,45 @@ log-format = \"json\"
             refused("max-body = \n").starts_with("TOML parse error at line 1, column 12"),
             "{}",
             refused("max-body = \n")
+        );
+    }
+
+    #[test]
+    fn repeatable_flags_take_arrays_in_a_file() {
+        let (_file, path) = write_config(
+            "const-label = [\"region=eu\", \"team=web\"]\nexclude-status = [\"404\", \"5xx\"]\nexclude-path = \"/static/.*\"\n",
+        );
+        let cli = Cli::load_from(["promwasm", "--config", &path]).unwrap();
+        let shown: Vec<String> = cli.const_label.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["region=eu", "team=web"]);
+        let statuses: Vec<String> = cli.exclude_status.iter().map(ToString::to_string).collect();
+        assert_eq!(statuses, ["404", "5xx"]);
+        assert_eq!(cli.exclude_path, ["/static/.*"]);
+        // A flag replaces the file's list.
+        let cli = Cli::load_from(["promwasm", "--config", &path, "--const-label", "a=b"]).unwrap();
+        assert_eq!(cli.const_label.len(), 1);
+        let (_file, path) = write_config("const-label = [\"region=eu\", 3]\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert!(
+            err.ends_with("line 1: key `const-label`: this key takes a string, not a integer"),
+            "{err}"
+        );
+        let (_file, path) = write_config("web-config-main = true\n");
+        let err = Cli::load_from(["promwasm", "--config", &path]).unwrap_err();
+        assert_eq!(err.to_string(), "--web-config-main needs --web-config-file");
+        let (_file, path) = write_config("const-label = [\"le=x\"]\n");
+        let err = format!(
+            "{:#}",
+            Cli::load_from(["promwasm", "--config", &path]).unwrap_err()
+        );
+        assert!(
+            err.ends_with(
+                "line 1: key `const-label`: \"le=x\": label \"le\" is a label of the host's own families"
+            ),
+            "{err}"
         );
     }
 

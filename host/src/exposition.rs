@@ -71,6 +71,50 @@ fn accepts(header: Option<&str>, matches: impl Fn(&str) -> bool) -> bool {
     })
 }
 
+/// Only the families of an encoded exposition that `names` names, as a
+/// scraper sees them: a counter by its sample name (`x_total`, the same in
+/// both formats), an info family by `x_info`, the rest by the family name
+/// (a histogram by its base name). An OpenMetrics `# EOF` stays.
+pub fn select(text: &str, names: &[String]) -> String {
+    let mut out = String::new();
+    let mut keep = false;
+    let mut lines = text.split_inclusive('\n');
+    while let Some(line) = lines.next() {
+        if line.trim_end() == "# EOF" {
+            out.push_str(line);
+        } else if line.starts_with("# HELP ") {
+            // prometheus-client writes a family's TYPE right after its HELP.
+            let kind = lines.next().unwrap_or_default();
+            keep = (kind.strip_prefix("# TYPE "))
+                .and_then(|t| t.trim_end().split_once(' '))
+                .is_some_and(|(family, kind)| names.iter().any(|n| named(n, family, kind)));
+            if keep {
+                out.push_str(line);
+                out.push_str(kind);
+            }
+        } else if keep {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Whether a scraper's `name` is the family `family` of type `kind`: a
+/// counter or info family only by its sample name, which is the same in
+/// both formats (the 0.0.4 text names the family with the suffix,
+/// OpenMetrics without).
+fn named(name: &str, family: &str, kind: &str) -> bool {
+    let sample_suffix = match kind {
+        "counter" => "_total",
+        "info" => "_info",
+        _ => return name == family,
+    };
+    match family.ends_with(sample_suffix) {
+        true => name == family,
+        false => name.strip_suffix(sample_suffix) == Some(family),
+    }
+}
+
 /// `body` gzipped at the fastest level: a 10 000-series exposition shrinks
 /// about tenfold in a few milliseconds (docs/PERFORMANCE.md).
 pub fn gzip(body: &[u8]) -> Vec<u8> {
@@ -93,6 +137,37 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0, deflate")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(Some("x-gzip")));
+    }
+
+    #[test]
+    fn selects_families_by_exposed_name_in_both_formats() {
+        let registry = {
+            use prometheus_client::metrics::counter::Counter;
+            use prometheus_client::metrics::histogram::Histogram;
+            let mut registry = Registry::default();
+            registry.register("auths", "Auths", Counter::<u64>::default());
+            registry.register("size", "Size", Histogram::new([1.0]));
+            registry.register("other", "Other", Counter::<u64>::default());
+            registry
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let text = Format::Text.encode(&registry);
+        assert_eq!(
+            select(&text, &names(&["auths_total", "size"])),
+            "# HELP auths_total Auths.\n# TYPE auths_total counter\nauths_total 0\n\
+             # HELP size Size.\n# TYPE size histogram\nsize_bucket{le=\"1\"} 0\n\
+             size_bucket{le=\"+Inf\"} 0\nsize_sum 0.0\nsize_count 0\n"
+        );
+        let open = Format::OpenMetrics.encode(&registry);
+        assert_eq!(
+            select(&open, &names(&["auths_total"])),
+            "# HELP auths Auths.\n# TYPE auths counter\nauths_total 0\n# EOF\n"
+        );
+        assert_eq!(select(&open, &names(&["nothing"])), "# EOF\n");
+        // The family name of OpenMetrics is not a sample name.
+        assert_eq!(select(&open, &names(&["auths"])), "# EOF\n");
+        assert_eq!(select(&text, &names(&["auths"])), "");
+        assert_eq!(select(&text, &names(&["auths_total_total"])), "");
     }
 
     #[test]

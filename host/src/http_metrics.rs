@@ -8,11 +8,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 use crate::info::InfoSet;
-use crate::labels::{ComponentLabel, MethodStatusLabels, PathLabels, RequestLabels};
+use crate::labels::{ComponentLabel, MethodStatusLabels, PathLabels, RequestLabels, StatusLabel};
 use crate::trace::TraceLabels;
 
 /// promwasm's version, the `version` label of `<prefix>_exporter_info`.
@@ -94,6 +95,120 @@ pub fn check_buckets(buckets: &[f64]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the default families record: the exporter options of the command
+/// line, the same for every component.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    pub latency_buckets: LatencyBuckets,
+    /// `--size-metrics`: request and response body size histograms.
+    pub sizes: bool,
+    /// `--status-classes`: the `status` label as `2xx`, `4xx`, ...
+    pub status_classes: bool,
+    pub exclude: Exclusions,
+}
+
+/// `--exclude-status`: a status code (`404`) or a class (`5xx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusPattern {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusPattern {
+    fn matches(self, code: u16) -> bool {
+        match self {
+            StatusPattern::Code(c) => c == code,
+            StatusPattern::Class(class) => code / 100 == class,
+        }
+    }
+}
+
+impl std::str::FromStr for StatusPattern {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<StatusPattern> {
+        let text = text.trim();
+        let lower = text.to_ascii_lowercase();
+        let (digits, class) = match lower.strip_suffix("xx") {
+            Some(class) => (class, true),
+            None => (&lower[..], false),
+        };
+        let number = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<u16>().ok())
+            .flatten();
+        let pattern = match class {
+            true => number.map(StatusPattern::Class),
+            false => number.map(StatusPattern::Code),
+        };
+        let in_range = |p: &StatusPattern| match *p {
+            StatusPattern::Code(c) => (100..=599).contains(&c),
+            StatusPattern::Class(c) => (1..=5).contains(&c),
+        };
+        pattern.filter(in_range).ok_or_else(|| {
+            anyhow::anyhow!("{text:?} is not a status code (100-599) or class (1xx-5xx)")
+        })
+    }
+}
+
+impl std::fmt::Display for StatusPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusPattern::Code(c) => write!(f, "{c}"),
+            StatusPattern::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+/// The requests the default families leave out (prometheus-flask-exporter's
+/// `excluded_paths`, actix-web-prom's `exclude_status`): by status, and by
+/// regular expressions the whole request path matches.
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions {
+    statuses: Vec<StatusPattern>,
+    paths: Option<regex::RegexSet>,
+}
+
+impl Exclusions {
+    /// Compiles the path patterns, each anchored at both ends; a pattern
+    /// that is not a regular expression is refused, named.
+    pub fn new(statuses: Vec<StatusPattern>, paths: &[String]) -> anyhow::Result<Exclusions> {
+        let paths = match paths.is_empty() {
+            true => None,
+            false => {
+                for path in paths {
+                    regex::Regex::new(path)
+                        .map_err(|e| anyhow::anyhow!("--exclude-path {path:?}: {e}"))?;
+                }
+                let anchored = paths.iter().map(|p| format!("^(?:{p})$"));
+                Some(regex::RegexSet::new(anchored)?)
+            }
+        };
+        Ok(Exclusions { statuses, paths })
+    }
+
+    pub fn excludes_path(&self, path: &str) -> bool {
+        self.paths.as_ref().is_some_and(|set| set.is_match(path))
+    }
+
+    pub fn excludes_status(&self, code: u16) -> bool {
+        self.statuses.iter().any(|p| p.matches(code))
+    }
+}
+
+/// Bounds of the body size histograms: 64 B to 16 MiB, times four.
+fn size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(64.0, 4.0, 10))
+}
+
+type SizeFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// The body bytes of one request: read from the client, and sent to it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BodySizes {
+    pub request: u64,
+    pub response: u64,
+}
+
 /// The default HTTP families, recorded by the host for every tracked request.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
@@ -102,32 +217,62 @@ pub struct HttpMetrics {
     exceptions: Family<MethodStatusLabels, Counter>,
     /// `<prefix>_exporter_info`: the host's version, per component.
     exporter: InfoSet<[(&'static str, &'static str); 1]>,
+    /// Request and response body sizes, with `--size-metrics`.
+    sizes: Option<(SizeFamily, SizeFamily)>,
+    status_classes: bool,
+    exclude: Arc<Exclusions>,
 }
 
 impl HttpMetrics {
     /// The family names (before any type suffix) registered under `prefix`.
-    pub fn family_names(prefix: Option<&str>) -> [String; 4] {
+    /// The size histograms' names are claimed even when they are off, so
+    /// turning them on never clashes with a guest's family.
+    pub fn family_names(prefix: Option<&str>) -> [String; 6] {
         let p = prefix.map(|p| format!("{p}_")).unwrap_or_default();
         [
             format!("{p}http_request_duration_seconds"),
             format!("{p}http_request"),
             format!("{p}http_request_exceptions"),
             format!("{p}exporter"),
+            format!("{p}http_request_size_bytes"),
+            format!("{p}http_response_size_bytes"),
         ]
     }
 
-    pub fn register(
-        registry: &mut Registry,
-        prefix: Option<&str>,
-        buckets: &LatencyBuckets,
-    ) -> Self {
+    pub fn register(registry: &mut Registry, prefix: Option<&str>, options: &HttpOptions) -> Self {
+        let sizes = options.sizes.then(|| {
+            let new = || SizeFamily::new_with_constructor(size_histogram);
+            (new(), new())
+        });
         let metrics = HttpMetrics {
-            duration: Family::new_with_constructor(buckets.clone()),
+            duration: Family::new_with_constructor(options.latency_buckets.clone()),
             requests: Family::default(),
             exceptions: Family::default(),
             exporter: InfoSet::default(),
+            sizes,
+            status_classes: options.status_classes,
+            exclude: Arc::new(options.exclude.clone()),
         };
-        let [duration, requests, exceptions, exporter] = Self::family_names(prefix);
+        let [
+            duration,
+            requests,
+            exceptions,
+            exporter,
+            request_size,
+            response_size,
+        ] = Self::family_names(prefix);
+        if let Some((request, response)) = &metrics.sizes {
+            registry.register(
+                request_size,
+                "HTTP request body size in bytes, by method, route template and status",
+                request.clone(),
+            );
+            registry.register(
+                response_size,
+                "HTTP response body size in bytes, by method, route template and status",
+                response.clone(),
+            );
+        }
         registry.register(
             duration,
             "HTTP request duration in seconds, by method, route template and status",
@@ -156,9 +301,26 @@ impl HttpMetrics {
         self.exporter.set(component, [("version", VERSION)]);
     }
 
+    /// Whether `--exclude-path` leaves requests for `path` out.
+    pub fn excludes_path(&self, path: &str) -> bool {
+        self.exclude.excludes_path(path)
+    }
+
+    /// The `status` label of an answer with `code`; none when
+    /// `--exclude-status` leaves it out.
+    pub fn status(&self, code: u16) -> Option<StatusLabel> {
+        (!self.exclude.excludes_status(code)).then(|| StatusLabel::new(code, self.status_classes))
+    }
+
     /// Records one answered request; its sampled trace, if any, becomes
     /// the exemplar of the bucket it lands in.
-    pub fn observe(&self, labels: &RequestLabels, elapsed: Duration, trace: Option<TraceLabels>) {
+    pub fn observe(
+        &self,
+        labels: &RequestLabels,
+        elapsed: Duration,
+        bytes: BodySizes,
+        trace: Option<TraceLabels>,
+    ) {
         // The clock is read only for an exemplar.
         let timestamp = trace.is_some().then(SystemTime::now);
         self.duration
@@ -171,11 +333,17 @@ impl HttpMetrics {
                 status: labels.status,
             })
             .inc();
+        if let Some((request, response)) = &self.sizes {
+            request.get_or_create(labels).observe(bytes.request as f64);
+            response
+                .get_or_create(labels)
+                .observe(bytes.response as f64);
+        }
     }
 
     /// Records a request the component failed: a trap, an error it returned,
     /// or a time limit it ran into.
-    pub fn exception(&self, component: &ComponentLabel, method: &'static str, status: u16) {
+    pub fn exception(&self, component: &ComponentLabel, method: &'static str, status: StatusLabel) {
         self.exceptions
             .get_or_create(&MethodStatusLabels {
                 component: component.clone(),

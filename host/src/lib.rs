@@ -25,7 +25,7 @@
 //! let source = Source {
 //!     runtime: Runtime::new(Limits::default(), None, MemoryReset::detect().0)?,
 //!     options: MetricOptions { default_metrics: true, series: Default::default() },
-//!     serves_metrics: true,
+//!     metrics_path: Some(Default::default()),
 //!     // The built-in example at every path, as `promwasm` with no flags.
 //!     components: vec![Spec::single(None, Default::default(), Limits::default())],
 //! };
@@ -35,13 +35,14 @@
 //! let listener = promwasm::server::bind("127.0.0.1:5000".parse()?).await?;
 //! let (_stop, stopped) = tokio::sync::watch::channel(false);
 //! let role = Role::Main { serves_metrics: true };
-//! promwasm::server::serve(pipeline, listener, role, stopped, std::time::Duration::from_secs(10))
+//! promwasm::server::serve(pipeline, listener, role, None, stopped, std::time::Duration::from_secs(10))
 //!     .await;
 //! # Ok(())
 //! # }
 //! ```
 
 pub mod app;
+pub mod basic_auth;
 pub mod cache;
 pub mod call_stats;
 pub mod client_limits;
@@ -62,9 +63,13 @@ pub mod route_handler;
 pub mod routes;
 pub mod runtime;
 pub mod runtime_metrics;
+pub mod scrape;
 pub mod server;
+pub mod tls;
 pub mod trace;
 pub mod wasi_http;
+pub mod web;
+pub mod web_config;
 
 /// The example app, built from `guest/` by the build script.
 pub static EXAMPLE_COMPONENT: &[u8] =

@@ -18,6 +18,8 @@ use promwasm::pipeline::{Pipeline, Role};
 use promwasm::registry::Families;
 use promwasm::runtime::Runtime;
 use promwasm::server;
+use promwasm::tls::Tls;
+use promwasm::web::Web;
 
 /// The static (musl) build's allocator: musl's own is slow under many
 /// small allocations from several threads.
@@ -74,24 +76,31 @@ async fn run(cli: Cli) -> Result<()> {
             default_metrics: !cli.no_default_metrics,
             series: cli.series_limits(),
         },
-        serves_metrics: cli.metrics_listen.is_none(),
+        metrics_path: cli.main_metrics_path(),
         components: cli.components()?,
     };
-    let families = Families::new().with_latency_buckets(cli.latency_buckets.clone());
+    let families = Families::with_options(cli.http_options()?, &cli.const_label);
+    let web = (cli.web_config_file.as_deref())
+        .map(|file| Web::load(file, &families).map(Arc::new))
+        .transpose()?;
     let mounted = source.load_all(&families).await?;
     let pipeline = Pipeline::mounted(families, cli.client_limits(), mounted)?
-        .metrics_gzip(!cli.no_metrics_gzip);
+        .scraping(cli.scrape_options())?
+        .with_web(web.clone());
     let pipeline = Arc::new(pipeline);
 
     let (stop, stopped) = watch::channel(false);
-    let mut listeners = listen(&cli, &pipeline, stopped).await?;
+    let tls = web.as_ref().and_then(|web| web.tls());
+    let mut listeners = listen(&cli, &pipeline, tls, stopped).await?;
     tracing::info!(
         "capabilities granted to the guest: none (no filesystem, network, environment variables or arguments; outbound HTTP requests are refused)"
     );
     tracing::info!(limits = ?cli.limits(), client = ?cli.client_limits(), series = ?cli.series_limits(), "limits");
 
     promwasm::runtime::watch_swap(reset);
-    signals.serve_until_stopped(&source, &pipeline).await;
+    signals
+        .serve_until_stopped(&source, &pipeline, web.as_deref())
+        .await;
     tracing::info!(drain_timeout = ?cli.drain_timeout(), "stopping: no new connections, draining requests in flight");
     let _ = stop.send(true);
     while listeners.join_next().await.is_some() {}
@@ -101,9 +110,11 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Binds the listeners, announces them on stdout (with the real port when
 /// port 0 was asked) and starts serving on them until `stopped` changes.
+/// `tls` (the web config's) goes on the listener that serves the metrics.
 async fn listen(
     cli: &Cli,
     pipeline: &Arc<Pipeline<Component>>,
+    tls: Option<Arc<Tls>>,
     stopped: watch::Receiver<bool>,
 ) -> Result<JoinSet<()>> {
     let main_listener = server::bind(cli.listen).await?;
@@ -111,9 +122,23 @@ async fn listen(
         Some(addr) => Some(server::bind(addr).await?),
         None => None,
     };
-    println!("listening on http://{}", main_listener.local_addr()?);
+    // The TLS goes where the metrics are served, and on the main listener
+    // with --web-config-main.
+    let (main_tls, metrics_tls) = match metrics_listener {
+        None => (tls, None),
+        Some(_) if cli.web_config_main => (tls.clone(), tls),
+        Some(_) => (None, tls),
+    };
+    let scheme = |tls: &Option<Arc<Tls>>| if tls.is_some() { "https" } else { "http" };
+    let main_addr = main_listener.local_addr()?;
+    println!("listening on {}://{main_addr}", scheme(&main_tls));
     if let Some(listener) = &metrics_listener {
-        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        println!(
+            "metrics on {}://{addr}{}",
+            scheme(&metrics_tls),
+            cli.metrics_path
+        );
     }
     let mut tasks = JoinSet::new();
     let role = Role::Main {
@@ -124,6 +149,7 @@ async fn listen(
         pipeline.clone(),
         main_listener,
         role,
+        main_tls,
         stopped.clone(),
         drain,
     ));
@@ -132,6 +158,7 @@ async fn listen(
             pipeline.clone(),
             listener,
             Role::Metrics,
+            metrics_tls,
             stopped,
             drain,
         ));
@@ -155,14 +182,22 @@ impl Signals {
         })
     }
 
-    /// Reloads the component at each SIGHUP until SIGTERM or SIGINT; a stop
-    /// during a reload abandons the reload.
-    async fn serve_until_stopped(&mut self, source: &Source, pipeline: &Pipeline<Component>) {
+    /// Reloads the web config and the components at each SIGHUP until
+    /// SIGTERM or SIGINT; a stop during a reload abandons the reload.
+    async fn serve_until_stopped(
+        &mut self,
+        source: &Source,
+        pipeline: &Pipeline<Component>,
+        web: Option<&Web>,
+    ) {
         loop {
             tokio::select! {
                 _ = self.hangup.recv() => {}
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
+            }
+            if let Some(web) = web {
+                web.reload();
             }
             tokio::select! {
                 () = source.reload(pipeline) => {}

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
@@ -23,15 +22,16 @@ use crate::app::{App, RouteState};
 use crate::call_stats::CallStats;
 use crate::client_limits::refuse;
 use crate::client_limits::{ClientLimits, read_body};
-use crate::exposition::{self, Format};
-use crate::http_metrics::InProgressGuard;
+use crate::http_metrics::{BodySizes, InProgressGuard};
 use crate::labels::{ComponentLabel, RequestLabels, UNMATCHED_PATH, method_label, unmatched_path};
 use crate::mounts::{Mount, Mounts};
 use crate::registry::Families;
-use crate::response::{self, Body, BoxError, full, strip_body, text};
+use crate::response::{self, Body, BoxError, strip_body, text};
 use crate::routes::Dispatch;
 use crate::runtime_metrics::RuntimeMetrics;
+use crate::scrape::{ScrapeOptions, Scraper};
 use crate::trace::{TraceLabels, sampled_trace};
+use crate::web::Web;
 
 /// Answers the requests routed to it. The pipeline has already matched the
 /// route, applied the client limits and read the body.
@@ -146,8 +146,10 @@ pub struct Pipeline<H> {
     /// a request short.
     components: Vec<ArcSwap<Mounted<H>>>,
     mounts: Mounts,
-    /// Whether `/metrics` is gzipped for a scraper that accepts it.
-    gzip: bool,
+    /// The metrics endpoint.
+    scraper: Scraper,
+    /// Its authentication and headers (`--web-config-file`).
+    web: Option<Arc<Web>>,
 }
 
 impl<H: Handler> Pipeline<H> {
@@ -168,6 +170,7 @@ impl<H: Handler> Pipeline<H> {
             .iter()
             .map(|(mount, m)| (m.app.component.name().unwrap_or_default(), mount));
         let mounts = Mounts::new(names)?;
+        let scraper = Scraper::new(ScrapeOptions::default(), &families)?;
         Ok(Pipeline {
             families,
             limits,
@@ -175,29 +178,49 @@ impl<H: Handler> Pipeline<H> {
                 .map(|(_, mounted)| ArcSwap::from_pointee(mounted))
                 .collect(),
             mounts,
-            gzip: true,
+            scraper,
+            web: None,
         })
     }
 
-    /// Whether `/metrics` is gzipped for a scraper that accepts it (on
-    /// unless `--no-metrics-gzip`).
-    pub fn metrics_gzip(mut self, on: bool) -> Self {
-        self.gzip = on;
+    /// Serves the metrics as `options` say rather than with the defaults
+    /// (its own families, with `--scrape-metrics`, registered now).
+    pub fn scraping(mut self, options: ScrapeOptions) -> anyhow::Result<Self> {
+        self.scraper = Scraper::new(options, &self.families)?;
+        Ok(self)
+    }
+
+    /// Guards the metrics endpoint as the web config says.
+    pub fn with_web(mut self, web: Option<Arc<Web>>) -> Self {
+        self.web = web;
         self
     }
 
     /// Answers one request that came in on a listener of `role`.
     pub async fn serve(&self, request: Request<Incoming>, role: Role) -> Response<Body> {
         let start = Instant::now();
-        let is_metrics_path = request.uri().path() == "/metrics";
+        let is_metrics_path = request.uri().path() == self.scraper.path();
         match role {
-            Role::Metrics if is_metrics_path => scrape(&self.families, &request, self.gzip),
+            Role::Metrics if is_metrics_path => self.metrics(request).await,
             Role::Metrics => response::not_found(),
             Role::Main {
                 serves_metrics: true,
-            } if is_metrics_path => scrape(&self.families, &request, self.gzip),
+            } if is_metrics_path => self.metrics(request).await,
             Role::Main { .. } => self.route(request, start).await,
         }
+    }
+
+    /// Answers a scrape, once the web config's authentication lets it in.
+    async fn metrics(&self, request: Request<Incoming>) -> Response<Body> {
+        let Some(web) = &self.web else {
+            return self.scraper.scrape(&self.families, &request);
+        };
+        let mut response = match web.admit(request.headers(), &self.families).await {
+            Ok(()) => self.scraper.scrape(&self.families, &request),
+            Err(refused) => refused,
+        };
+        web.decorate(&mut response);
+        response
     }
 
     /// Routes one request and records it in the default families.
@@ -218,7 +241,10 @@ impl<H: Handler> Pipeline<H> {
             stats: None,
             failure: None,
             in_progress: None,
+            request_bytes: 0,
         };
+        let excluded = (mounted.app.http.as_ref())
+            .is_some_and(|http| http.excludes_path(request.uri().path()));
         let dispatch = match mount {
             Some(_) => (mounted.app.router).dispatch(request.method(), request.uri().path()),
             None => Dispatch::NotFound,
@@ -255,6 +281,8 @@ impl<H: Handler> Pipeline<H> {
             start,
             trace,
             in_progress: None,
+            excluded,
+            request_bytes: answer.request_bytes,
         };
         let mut response = record.answer(answer);
         if is_head {
@@ -282,6 +310,7 @@ impl<H: Handler> Pipeline<H> {
             return Err(refuse(&self.families, reason, status, message));
         }
         let body = read_body(&self.families, &self.limits, &parts.headers, body).await?;
+        let request_bytes = body.len() as u64;
         let in_progress = Some(route.in_progress.enter());
         let handled = mounted.handler.handle(route, parts, body).await;
         Ok(match handled.outcome {
@@ -290,6 +319,7 @@ impl<H: Handler> Pipeline<H> {
                 stats: handled.stats,
                 failure: None,
                 in_progress,
+                request_bytes,
             },
             Err(failure) => Answer {
                 response: text(
@@ -300,6 +330,7 @@ impl<H: Handler> Pipeline<H> {
                 stats: handled.stats,
                 failure: Some(failure),
                 in_progress,
+                request_bytes,
             },
         })
     }
@@ -311,6 +342,9 @@ struct Answer {
     stats: Option<CallStats>,
     failure: Option<Failure>,
     in_progress: Option<InProgressGuard>,
+    /// The request body bytes read; 0 for an answer given before the body
+    /// was read (404, 405, `OPTIONS`).
+    request_bytes: u64,
 }
 
 /// Everything recorded of one routed request, owned so that a streamed
@@ -328,6 +362,10 @@ struct Record<H> {
     trace: Option<TraceLabels>,
     /// Lowered when the record is: the gauges span a streamed body too.
     in_progress: Option<InProgressGuard>,
+    /// Whether `--exclude-path` leaves the request out of the default
+    /// families.
+    excluded: bool,
+    request_bytes: u64,
 }
 
 impl<H: Handler> Record<H> {
@@ -339,14 +377,16 @@ impl<H: Handler> Record<H> {
         let (head, reply) = answer.response.into_parts();
         let body = match reply {
             Reply::Whole(body) => {
+                let size = hyper::body::Body::size_hint(&body);
                 self.call(status, answer.stats.as_ref(), answer.failure);
-                self.request(status);
+                self.request(status, size.exact().unwrap_or(size.lower()));
                 body
             }
             Reply::Streamed(streamed) => Recorded {
                 frames: streamed.frames,
                 ended: Some(streamed.ended),
                 record: Some((self, status)),
+                sent: 0,
             }
             .boxed(),
         };
@@ -366,9 +406,11 @@ impl<H: Handler> Record<H> {
         let Some(failure) = failure else { return };
         self.runtime.failure(&route.runtime, failure.reason);
         if failure.exception
+            && !self.excluded
             && let Some(http) = &self.mounted.app.http
+            && let Some(status) = http.status(status.as_u16())
         {
-            http.exception(&self.component, self.method, status.as_u16());
+            http.exception(&self.component, self.method, status);
         }
         tracing::warn!(
             component = self.component.name(),
@@ -380,21 +422,27 @@ impl<H: Handler> Record<H> {
     }
 
     /// Records the request in the default families, now that its answer
-    /// is done, and lowers the in-progress gauges.
-    fn request(&mut self, status: StatusCode) {
+    /// (of `response_bytes`) is done, and lowers the in-progress gauges.
+    fn request(&mut self, status: StatusCode, response_bytes: u64) {
         let status = status.as_u16();
         let trace = self.trace.take();
         let route = self.route();
-        let tracked = route.is_none_or(|r| r.route.track);
-        if let (Some(http), true) = (&self.mounted.app.http, tracked) {
+        let tracked = route.is_none_or(|r| r.route.track) && !self.excluded;
+        if let (Some(http), true) = (&self.mounted.app.http, tracked)
+            && let Some(label) = http.status(status)
+        {
             let path = route.map_or_else(unmatched_path, |r| r.route.template.clone());
             let labels = RequestLabels {
                 component: self.component.clone(),
                 method: self.method,
                 path,
-                status,
+                status: label,
             };
-            http.observe(&labels, self.start.elapsed(), trace);
+            let bytes = BodySizes {
+                request: self.request_bytes,
+                response: response_bytes,
+            };
+            http.observe(&labels, self.start.elapsed(), bytes, trace);
         }
         tracing::debug!(
             method = self.method,
@@ -415,6 +463,8 @@ struct Recorded<H: Handler> {
     ended: Option<oneshot::Receiver<Ended>>,
     /// Taken when recorded.
     record: Option<(Record<H>, StatusCode)>,
+    /// Body bytes passed on so far.
+    sent: u64,
 }
 
 impl<H: Handler> hyper::body::Body for Recorded<H> {
@@ -427,6 +477,9 @@ impl<H: Handler> hyper::body::Body for Recorded<H> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Some(frame) = ready!(this.frames.poll_recv(cx)) {
+            if let Some(data) = frame.data_ref() {
+                this.sent += data.len() as u64;
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let Some(ended) = this.ended.as_mut() else {
@@ -437,7 +490,7 @@ impl<H: Handler> hyper::body::Body for Recorded<H> {
         let failed = ended.failure.as_ref().map(|f| f.detail.clone());
         if let Some((mut record, status)) = this.record.take() {
             record.call(status, ended.stats.as_ref(), ended.failure);
-            record.request(status);
+            record.request(status, this.sent);
         }
         Poll::Ready(failed.map(|detail| Err(detail.into())))
     }
@@ -452,7 +505,7 @@ impl<H: Handler> Drop for Recorded<H> {
             return;
         };
         self.frames.close();
-        record.request(status);
+        record.request(status, self.sent);
         if let (Some(ended), Ok(runtime)) =
             (self.ended.take(), tokio::runtime::Handle::try_current())
         {
@@ -475,37 +528,4 @@ impl<H> Pipeline<H> {
     pub fn replace(&self, index: usize, mounted: Mounted<H>) {
         self.components[index].store(Arc::new(mounted));
     }
-}
-
-/// Answers a scrape of `/metrics` in the format the `Accept` header asks for.
-pub fn scrape<B>(families: &Families, request: &Request<B>, gzip: bool) -> Response<Body> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return response::allow(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &HeaderValue::from_static("GET, HEAD"),
-        );
-    }
-    let value = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(value(header::ACCEPT));
-    let text = families.encode(format);
-    let gzipped = gzip && exposition::accepts_gzip(value(header::ACCEPT_ENCODING));
-    let mut response = match gzipped {
-        true => Response::new(full(exposition::gzip(text.as_bytes()))),
-        false => Response::new(full(text)),
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    if gzip {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-    if gzipped {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    if request.method() == Method::HEAD {
-        strip_body(&mut response);
-    }
-    response
 }

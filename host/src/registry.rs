@@ -14,8 +14,8 @@ use prometheus_client::registry::Registry;
 use crate::exposition::Format;
 use crate::guest_metrics::{Kind, Misuse, Shape, SharedFamily};
 use crate::host_metrics::{ComponentInfo, Rejections};
-use crate::http_metrics::{HttpMetrics, InProgressFamily, LatencyBuckets};
-use crate::labels::ComponentLabel;
+use crate::http_metrics::{HttpMetrics, HttpOptions, InProgressFamily};
+use crate::labels::{ComponentLabel, ConstLabel};
 use crate::process::ProcessCollector;
 use crate::runtime_metrics::RuntimeMetrics;
 
@@ -61,7 +61,12 @@ pub struct Declared {
 enum Signature {
     Http,
     InProgress,
-    Guest { shape: Shape, labels: Vec<String> },
+    /// A family of the host's own, registered once.
+    Host,
+    Guest {
+        shape: Shape,
+        labels: Vec<String>,
+    },
 }
 
 impl fmt::Display for Signature {
@@ -69,6 +74,7 @@ impl fmt::Display for Signature {
         match self {
             Signature::Http => f.write_str("default HTTP family"),
             Signature::InProgress => f.write_str("in-progress gauge labelled by path"),
+            Signature::Host => f.write_str("family of the host's own"),
             Signature::Guest { shape, labels } => match shape {
                 Shape::Histogram(buckets) => {
                     write!(
@@ -97,8 +103,10 @@ struct Inner {
 #[derive(Debug)]
 pub struct Families {
     inner: RwLock<Inner>,
-    /// The bounds of every component's latency histogram.
-    latency_buckets: LatencyBuckets,
+    /// How every component's default families record.
+    http_options: HttpOptions,
+    /// The names of the labels every series carries (`--const-label`).
+    const_labels: Vec<String>,
     pub rejections: Rejections,
     pub runtime: Arc<RuntimeMetrics>,
     pub misuse: Misuse,
@@ -108,7 +116,15 @@ pub struct Families {
 impl Families {
     /// A registry with the host's own families in it.
     pub fn new() -> Families {
-        let mut registry = Registry::default();
+        Families::with_options(HttpOptions::default(), &[])
+    }
+
+    /// A registry whose default families record as `http` says, and whose
+    /// every series carries `const_labels` (checked by the caller: see
+    /// [`crate::labels::check_const_labels`]).
+    pub fn with_options(http: HttpOptions, const_labels: &[ConstLabel]) -> Families {
+        let labels = (const_labels.iter()).map(|l| (l.name.clone().into(), l.value.clone().into()));
+        let mut registry = Registry::with_labels(labels);
         let rejections = Rejections::register(&mut registry);
         let runtime = Arc::new(RuntimeMetrics::register(&mut registry));
         let misuse = Misuse::register(&mut registry);
@@ -119,7 +135,8 @@ impl Families {
                 registry,
                 ..Inner::default()
             }),
-            latency_buckets: LatencyBuckets::default(),
+            http_options: http,
+            const_labels: const_labels.iter().map(|l| l.name.clone()).collect(),
             rejections,
             runtime,
             misuse,
@@ -127,11 +144,26 @@ impl Families {
         }
     }
 
-    /// The default latency histograms registered from now on get these
-    /// bounds (`--latency-buckets`).
-    pub fn with_latency_buckets(mut self, buckets: LatencyBuckets) -> Families {
-        self.latency_buckets = buckets;
-        self
+    /// Whether every series carries a constant label named `name`.
+    pub fn has_const_label(&self, name: &str) -> bool {
+        self.const_labels.iter().any(|l| l == name)
+    }
+
+    /// Registers a family of the host's own under `name`, which no
+    /// component may then declare.
+    pub fn register_host(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) -> Result<()> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((registered, _)) = inner.signatures.get(name) {
+            bail!("{name:?} is registered as a {registered} already");
+        }
+        (inner.signatures).insert(name.to_string(), (Signature::Host, ComponentLabel::none()));
+        inner.registry.register(name, help, metric);
+        Ok(())
     }
 
     /// Encodes every family for a scrape.
@@ -211,7 +243,7 @@ impl Families {
             .collect();
         let http = wanted.http.map(|HttpDecl { prefix }| {
             let http = (inner.http.entry(prefix)).or_insert_with_key(|prefix| {
-                HttpMetrics::register(registry, prefix.as_deref(), &self.latency_buckets)
+                HttpMetrics::register(registry, prefix.as_deref(), &self.http_options)
             });
             http.announce(&component);
             http.clone()

@@ -244,6 +244,16 @@ impl<T: AsRef<Route>> Router<T> {
     }
 }
 
+/// Whether the route template `template` matches `path`.
+pub fn template_matches(template: &str, path: &str) -> bool {
+    let decl = RouteDecl {
+        methods: None,
+        path: template,
+        track: true,
+    };
+    Router::new([decl]).is_ok_and(|router| router.find(path).is_some())
+}
+
 /// The `{name}` segments of `template` with the segments of `path` they
 /// matched (percent-encoding kept), for a path the router matched to it;
 /// empty for a template without parameters.

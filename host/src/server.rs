@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::pipeline::{Handler, Pipeline, Role};
+use crate::tls::Tls;
 
 /// Time requests in flight get to finish at a stop, unless told otherwise.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
@@ -26,16 +27,18 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Accepts connections on `listener` until `shutdown` changes, then waits up
-/// to `drain` for the connections' requests in flight to finish.
+/// to `drain` for the connections' requests in flight to finish. With
+/// `tls`, every connection is a TLS one, its handshake bounded by the
+/// request-head timeout.
 pub async fn serve<H: Handler>(
     pipeline: Arc<Pipeline<H>>,
     listener: TcpListener,
     role: Role,
+    tls: Option<Arc<Tls>>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = pipeline.limits.http1_builder();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -51,35 +54,26 @@ pub async fn serve<H: Handler>(
                 };
                 let _ = stream.set_nodelay(true);
                 let pipeline = pipeline.clone();
-                let rejections = pipeline.families.rejections.clone();
-                let service = service_fn(move |request| {
-                    let pipeline = pipeline.clone();
-                    async move { Ok::<_, Infallible>(pipeline.serve(request, role).await) }
-                });
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        if e.is_user() {
-                            // A streamed answer the pipeline aborted: counted
-                            // with the handler's failure, not the client's.
-                            tracing::debug!(error = %e, "aborted a streamed answer");
-                            return;
-                        }
-                        // hyper has already answered what it could (400, 431);
-                        // these requests never reached routing.
-                        let reason = if e.is_parse_too_large() {
-                            "header_too_large"
-                        } else if e.is_parse() || e.is_parse_status() {
-                            "malformed"
-                        } else if e.is_timeout() {
-                            "header_timeout"
-                        } else {
-                            "connection_error"
-                        };
-                        rejections.inc(reason);
-                        tracing::debug!(error = %e, reason, "connection ended with an error");
+                // Taken now: a stop waits for a handshake under way too.
+                let watcher = graceful.watcher();
+                match &tls {
+                    None => {
+                        tokio::spawn(connection(pipeline, stream, role, watcher));
                     }
-                });
+                    Some(tls) => {
+                        let tls = tls.clone();
+                        tokio::spawn(async move {
+                            let timeout = pipeline.limits.header_read_timeout;
+                            match tls.accept(stream, timeout).await {
+                                Ok(stream) => connection(pipeline, stream, role, watcher).await,
+                                Err(e) => {
+                                    pipeline.families.rejections.inc(e.reason());
+                                    tracing::debug!(error = ?e, "TLS handshake failed");
+                                }
+                            }
+                        });
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }
@@ -90,5 +84,49 @@ pub async fn serve<H: Handler>(
         .is_err()
     {
         tracing::warn!(?drain, "requests still in flight after the drain deadline");
+    }
+}
+
+/// Serves the requests of one connection (plain or TLS) with the pipeline,
+/// counting the connections hyper refused; for the caller to spawn.
+fn connection<H, I>(
+    pipeline: Arc<Pipeline<H>>,
+    io: I,
+    role: Role,
+    watcher: Watcher,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Handler,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let rejections = pipeline.families.rejections.clone();
+    let builder = pipeline.limits.http1_builder();
+    let service = service_fn(move |request| {
+        let pipeline = pipeline.clone();
+        async move { Ok::<_, Infallible>(pipeline.serve(request, role).await) }
+    });
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+    async move {
+        if let Err(e) = connection.await {
+            if e.is_user() {
+                // A streamed answer the pipeline aborted: counted with the
+                // handler's failure, not the client's.
+                tracing::debug!(error = %e, "aborted a streamed answer");
+                return;
+            }
+            // hyper has already answered what it could (400, 431); these
+            // requests never reached routing.
+            let reason = if e.is_parse_too_large() {
+                "header_too_large"
+            } else if e.is_parse() || e.is_parse_status() {
+                "malformed"
+            } else if e.is_timeout() {
+                "header_timeout"
+            } else {
+                "connection_error"
+            };
+            rejections.inc(reason);
+            tracing::debug!(error = %e, reason, "connection ended with an error");
+        }
     }
 }

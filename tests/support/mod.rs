@@ -2,6 +2,8 @@
 //! loopback ports, an HTTP client, and a reader for the exposition text.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -153,6 +155,12 @@ impl Promwasm {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `IP:PORT` of the listener that serves the metrics, whatever its scheme.
+    pub fn metrics_addr(&self) -> String {
+        let rest = self.metrics_url.split_once("://").expect("a metrics URL").1;
+        rest.split('/').next().unwrap().to_string()
     }
 
     /// Sends a signal to the process.
@@ -451,4 +459,19 @@ pub fn which(tool: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(tool))
             .find(|candidate| candidate.is_file())
     })
+}
+
+/// Polls `f` every 50 ms until it gives a value, for at most 20 s.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = f() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
