@@ -8,7 +8,7 @@
 # basic auth for the metrics".
 set -euo pipefail
 cd "$(dirname "$0")"
-if [[ -z "${PROMWASM_WEB_CONFIG_FILE:-}" && " $* " != *" --web-config-file "* ]]; then
+if [[ -z "${PROMWASM_WEB_CONFIG_FILE:-}" && " $* " != *" --web-config-file "* && " $* " != *" --web-config-file="* ]]; then
   echo "run.sh: unless a config file sets web-config-file, /metrics on 0.0.0.0:9200 has no TLS and no password (see --web-config-file)" >&2
 fi
 exec cargo run --release -- --listen 0.0.0.0:5000 --metrics-listen 0.0.0.0:9200 "$@"

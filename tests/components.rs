@@ -333,6 +333,31 @@ fn per_component_limits_hold_within_the_hosts() {
     assert_eq!(requests(&s, "example", "200"), 1.0);
 }
 
+#[test]
+fn a_prefix_mount_over_the_metrics_path_loses_that_path_with_a_warning() {
+    let setup = Setup::new("covered");
+    let shop = setup.component("shop.wasm", HTTP_FIXTURE_WASM);
+    let config = setup.config(&table("shop", &shop, "/items/..."));
+    let app = Promwasm::start(&["--config", &config, "--metrics-path", "/items/metrics"]);
+    assert_eq!(app.get("/items/5").body, "item 5\n");
+    let metrics = app.get("/items/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("promwasm_component_info{"),
+        "{}",
+        metrics.body
+    );
+    app.signal("TERM");
+    let (_, stderr) = app.wait(Duration::from_secs(10));
+    assert!(
+        stderr.contains(
+            "the mount /items/... does not get /items/metrics: the host's metrics are served \
+             there (move them with --metrics-path, or serve them on --metrics-listen)"
+        ),
+        "{stderr}"
+    );
+}
+
 /// The start-up refusal for `config` (a table list), past the config
 /// file's name.
 fn refusal(setup: &Setup, config: &str, extra: &[&str]) -> String {

@@ -262,6 +262,21 @@ fn size_histograms_record_body_bytes_when_asked() {
         bucket("flask_http_response_size_bytes_bucket", "1.6777216e+07"),
         Some(1.0)
     );
+    // A HEAD answer sends no body: 0 bytes, whatever the handler wrote.
+    assert_eq!(
+        request("HEAD", &app.url("/square?num=3"), &[], b"").status,
+        200
+    );
+    let head = [("method", "HEAD"), ("path", "/square"), ("status", "200")];
+    let s = app.scrape();
+    assert_eq!(
+        s.get("flask_http_response_size_bytes_count", &head),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("flask_http_response_size_bytes_sum", &head),
+        Some(0.0)
+    );
     let index = [("method", "GET"), ("path", "/"), ("status", "200")];
     let greeting = "Hello! This is an example app for demonstrating prometheus metrics collection";
     assert_eq!(
@@ -277,24 +292,41 @@ fn size_histograms_record_body_bytes_when_asked() {
 
 #[test]
 fn constant_labels_go_on_every_series() {
-    let app = Promwasm::start(&["--const-label", "region=eu", "--const-label", "team=web"]);
+    // Every family on, and a value that needs escaping in the exposition.
+    let app = Promwasm::start(&[
+        "--size-metrics",
+        "--scrape-metrics",
+        "--const-label",
+        "region=eu",
+        "--const-label",
+        "team=web",
+        "--const-label",
+        r#"note=a"b\c"#,
+    ]);
     traffic(&app);
     let accept = [("accept", "application/openmetrics-text;version=1.0.0")];
     let openmetrics = request("GET", &app.url("/metrics"), &accept, b"").body;
-    for text in [app.get("/metrics").body, openmetrics] {
+    let text = app.get("/metrics").body;
+    for family in [
+        "promhttp_metric_handler_requests_total{",
+        "flask_http_request_size_bytes_bucket{",
+    ] {
+        assert!(text.contains(family), "{family} in {text}");
+    }
+    for text in [&text, &openmetrics] {
         let samples: Vec<&str> = (text.lines()).filter(|l| !l.starts_with('#')).collect();
         assert!(samples.len() > 100, "{text}");
         for sample in samples {
             assert!(
-                sample.contains("region=\"eu\"") && sample.contains("team=\"web\""),
+                sample.contains("region=\"eu\"")
+                    && sample.contains("team=\"web\"")
+                    && sample.contains(r#"note="a\"b\\c""#),
                 "{sample}"
             );
         }
     }
     // Every label of a host family is one a constant label may not take.
-    let everything = Promwasm::start(&["--size-metrics", "--scrape-metrics"]);
-    traffic(&everything);
-    let text = everything.get("/metrics").body;
+    let constant = ["region", "team", "note"];
     let guest = ["flask_app_"];
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name, rest)) = line.split_once('{') else {
@@ -306,7 +338,8 @@ fn constant_labels_go_on_every_series() {
         let labels = rest.rsplit_once('}').unwrap().0;
         for label in labels.split(',').filter_map(|l| l.split_once('=')) {
             assert!(
-                promwasm::labels::HOST_LABEL_NAMES.contains(&label.0),
+                promwasm::labels::HOST_LABEL_NAMES.contains(&label.0)
+                    || constant.contains(&label.0),
                 "{} of {line}",
                 label.0
             );
@@ -316,6 +349,7 @@ fn constant_labels_go_on_every_series() {
     let labels = [
         ("region", "eu"),
         ("team", "web"),
+        ("note", r#"a"b\c"#),
         ("method", "GET"),
         ("status", "200"),
     ];
@@ -331,6 +365,11 @@ fn constant_labels_go_on_every_series() {
             &["--const-label", "1x=y"],
             Some(2),
             "label \"1x\" is not a valid label name",
+        ),
+        (
+            &["--const-label", "__x=y"],
+            Some(2),
+            "label \"__x\": names starting with \"__\" are reserved",
         ),
         (
             &["--const-label", "region"],

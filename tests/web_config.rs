@@ -7,19 +7,27 @@ mod support;
 use support::tls::{self, PASSWORD, Pki};
 use support::{Promwasm, Scrape, wait_for};
 
-fn start(web: &std::path::Path) -> Promwasm {
-    let app = Promwasm::start(&[
+/// promwasm with the metrics on a listener of their own, under `web`.
+fn start(web: &std::path::Path, extra: &[&str]) -> Promwasm {
+    let mut args = vec![
         "--metrics-listen",
         "127.0.0.1:0",
         "--web-config-file",
         web.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let app = Promwasm::start(&args);
     assert!(
         app.metrics_url.starts_with("https://"),
         "{}",
         app.metrics_url
     );
     app
+}
+
+/// `IP:PORT` of the main listener, which must be an HTTPS one.
+fn https_main(app: &Promwasm) -> &str {
+    (app.base.strip_prefix("https://")).expect("an https main listener")
 }
 
 /// A scrape with alice's password (and the client certificate `client`,
@@ -53,7 +61,7 @@ fn wait_for_one(
 #[test]
 fn tls_and_basic_auth_guard_the_metrics() {
     let pki = Pki::new("basic");
-    let app = start(&pki.web_config("NoClientCert"));
+    let app = start(&pki.web_config("NoClientCert"), &[]);
     let addr = app.metrics_addr();
     // The routes stay on the plain main listener.
     assert_eq!(app.get("/").status, 200);
@@ -84,6 +92,11 @@ fn tls_and_basic_auth_guard_the_metrics() {
         assert_eq!(refused.header("x-frame-options"), Some("deny"));
         assert_eq!(refused.body, "Unauthorized\n");
     }
+    // Another path of the metrics listener: no credentials asked, the
+    // headers given.
+    let other = tls::get(&pki, &addr, "/nope", None, None).unwrap();
+    assert_eq!(other.status(), 404, "{}", other.head);
+    assert_eq!(other.header("x-frame-options"), Some("deny"));
     let scrape = self::scrape(&pki, &app, None);
     for reason in ["wrong_password", "unknown_user", "missing"] {
         assert_eq!(
@@ -108,17 +121,8 @@ fn tls_and_basic_auth_guard_the_metrics() {
 fn web_config_main_puts_the_tls_on_the_routes_too() {
     let pki = Pki::new("main");
     let web = pki.web_config("NoClientCert");
-    let app = Promwasm::start(&[
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--web-config-file",
-        web.to_str().unwrap(),
-        "--web-config-main",
-    ]);
-    let main = app
-        .base
-        .strip_prefix("https://")
-        .expect("an https main listener");
+    let app = start(&web, &["--web-config-main"]);
+    let main = https_main(&app);
     let index = tls::get(&pki, main, "/", None, None).unwrap();
     assert_eq!(index.status(), 200, "{}", index.head);
     assert!(index.body.starts_with("Hello!"), "{}", index.body);
@@ -130,9 +134,60 @@ fn web_config_main_puts_the_tls_on_the_routes_too() {
 }
 
 #[test]
+fn without_a_metrics_listener_the_main_one_takes_tls_and_auth() {
+    let pki = Pki::new("single");
+    let web = pki.web_config("NoClientCert");
+    let app = Promwasm::start(&["--web-config-file", web.to_str().unwrap()]);
+    let main = https_main(&app);
+    // The routes need no credentials; the metrics on the same port do.
+    let index = tls::get(&pki, main, "/", None, None).unwrap();
+    assert_eq!(index.status(), 200, "{}", index.head);
+    assert!(index.body.starts_with("Hello!"), "{}", index.body);
+    let refused = tls::get(&pki, main, "/metrics", None, None).unwrap();
+    assert_eq!(refused.status(), 401, "{}", refused.head);
+    assert_eq!(refused.header("x-frame-options"), Some("deny"));
+    let scrape = self::scrape(&pki, &app, None);
+    assert_eq!(
+        scrape.get(
+            "flask_http_request_total",
+            &[("method", "GET"), ("status", "200")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.get("promwasm_http_unauthorized_total", &[("reason", "missing")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_silent_client_is_dropped_at_the_handshake_timeout_and_counted() {
+    let pki = Pki::new("silent");
+    let web = pki.web_config("NoClientCert");
+    let app = start(&web, &["--header-read-timeout", "300ms"]);
+    use std::io::Read;
+    let mut silent = support::connect(&format!("http://{}", app.metrics_addr()));
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Nothing is sent; the server closes once the timeout has passed.
+    let mut buf = [0u8; 64];
+    let read = silent.read(&mut buf);
+    let waited = started.elapsed();
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    assert!(
+        (250..5000).contains(&waited.as_millis()),
+        "closed after {waited:?}"
+    );
+    let timeout = [("reason", "tls_handshake_timeout")];
+    wait_for_one(&pki, &app, None, "promwasm_http_rejected_total", &timeout);
+}
+
+#[test]
 fn mutual_tls_refuses_a_client_without_a_certificate() {
     let pki = Pki::new("mtls");
-    let app = start(&pki.web_config("RequireAndVerifyClientCert"));
+    let app = start(&pki.web_config("RequireAndVerifyClientCert"), &[]);
     let addr = app.metrics_addr();
     let with = tls::get(
         &pki,
@@ -173,7 +228,7 @@ fn mutual_tls_refuses_a_client_without_a_certificate() {
 fn sighup_swaps_certificate_and_users_and_keeps_them_on_a_bad_file() {
     let pki = Pki::new("rotate");
     let web = pki.web_config("NoClientCert");
-    let app = start(&web);
+    let app = start(&web, &[]);
     let addr = app.metrics_addr();
     let get = |password: &str| {
         tls::get(&pki, &addr, "/metrics", Some(("alice", password)), None).unwrap()
@@ -231,7 +286,7 @@ fn sighup_swaps_certificate_and_users_and_keeps_them_on_a_bad_file() {
 fn a_reload_cannot_turn_authentication_off() {
     let pki = Pki::new("auth-off");
     let web = pki.web_config("NoClientCert");
-    let app = start(&web);
+    let app = start(&web, &[]);
     let served = tls::der_of(&pki.path("server.pem"));
     let text = std::fs::read_to_string(&web).unwrap();
     let users = text.find("basic_auth_users:").unwrap();

@@ -75,7 +75,11 @@ impl App {
         if let Some(prefix) = prefix {
             check_name(prefix).with_context(|| format!("default prefix {prefix:?}"))?;
         }
-        let mut names = Names(HttpMetrics::family_names(prefix).into());
+        let mut names = Names(
+            HttpMetrics::family_names(prefix, families.http_options())
+                .into_iter()
+                .collect(),
+        );
         let guest = (manifest.metrics.iter())
             .map(|m| {
                 check_metric(m, &mut names)

@@ -3,15 +3,19 @@
 //!
 //! bcrypt is slow on purpose (milliseconds at cost 10), so it must not be a
 //! way to burn the host's CPU: one check runs at a time, on a blocking
-//! thread; at most [`WAITERS`] requests wait for their turn, each for at
-//! most [`WAIT`] (past either, 503). Credentials that passed are remembered
-//! by a sha256 of user, hash and password (never the password itself), so
-//! a scraper pays bcrypt once, and keeps its entry across reloads (a changed
-//! hash is another key); failures are not remembered, so an attacker cannot
-//! fill the memory, and each costs them one turn of the single check.
+//! thread, so guessing can take one core and no more; at most [`WAITERS`]
+//! requests wait for their turn, at most [`PER_CLIENT`] of them from one
+//! client address, each for at most [`WAIT`] (past any, 503). The turns go
+//! first come, first served, so a scraper waits behind at most two checks
+//! of each other client, not behind a flood from one. Credentials that
+//! passed are remembered by a sha256 of user, hash and password (never the
+//! password itself), so a scraper pays bcrypt once, and keeps its entry
+//! across reloads (a changed hash is another key); failures are not
+//! remembered, so an attacker cannot fill the memory.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -33,8 +37,12 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// Requests that may wait for a bcrypt check at once.
 pub const WAITERS: usize = 32;
 
+/// Of those, the most from one client address.
+pub const PER_CLIENT: usize = 2;
+
 /// bcrypt reads 72 bytes of a password at most; a longer one is refused
-/// rather than truncated, so its suffixes are not all the same password.
+/// rather than truncated, so its suffixes are not all the same password
+/// (Go's bcrypt, which exporter-toolkit uses, refuses it too).
 const MAX_PASSWORD: usize = 72;
 
 /// Verified credentials remembered at most; past it the memory starts over.
@@ -47,6 +55,10 @@ pub struct BasicAuth {
     verified: Mutex<HashSet<[u8; 32]>>,
     turn: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
+    /// Checks waiting or running, by client (see [`client_key`]): at most
+    /// [`WAITERS`] entries and the one running, since an entry is made only
+    /// with a waiting permit.
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// `promwasm_http_unauthorized_total{reason}`.
     refused: Family<ReasonLabels, Counter>,
 }
@@ -57,29 +69,64 @@ pub struct BasicAuth {
 struct Users {
     /// User name to bcrypt hash; empty: every request passes.
     hashes: BTreeMap<String, String>,
-    /// A hash at the highest cost among the users', which an unknown user
-    /// is checked against; made at the first unknown user.
-    dummy: OnceLock<String>,
+    /// The hash of the highest cost among the users': an unknown user's
+    /// password is checked against it (and the answer thrown away), so that
+    /// it costs what a known user's does, and timing does not tell which
+    /// users exist (when the users share one cost, as they usually do).
+    dummy: Option<String>,
 }
 
 impl Users {
     fn new(hashes: BTreeMap<String, String>) -> Users {
-        Users {
-            hashes,
-            dummy: OnceLock::new(),
-        }
+        let dummy = (hashes.values())
+            .max_by_key(|h| h.parse::<bcrypt::HashParts>().map_or(0, |p| p.get_cost()))
+            .cloned();
+        Users { hashes, dummy }
     }
+}
 
-    /// Costs a bcrypt hash when first called: call it on a blocking thread.
-    fn dummy(&self) -> &str {
-        self.dummy.get_or_init(|| {
-            let cost = (self.hashes.values())
-                .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
-                .map(|p| p.get_cost())
-                .max()
-                .unwrap_or(bcrypt::DEFAULT_COST);
-            bcrypt::hash("not a password of anyone", cost).unwrap_or_default()
+/// One of a client's [`PER_CLIENT`] checks, given back when dropped: held
+/// by the bcrypt run itself, which goes on when its request is dropped.
+struct ClientSlot {
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(clients: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr) -> Option<Self> {
+        let client = client_key(address);
+        let mut counts = clients.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(client).or_insert(0);
+        if *count >= PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: clients.clone(),
+            client,
         })
+    }
+}
+
+/// The client an address counts as: an IPv4 address (IPv4-mapped too), or
+/// an IPv6 /64, the least a site is given, so one host cannot pass for
+/// many by changing its low 64 bits.
+fn client_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -100,6 +147,7 @@ impl BasicAuth {
             verified: Mutex::default(),
             turn: Arc::new(Semaphore::new(1)),
             waiting: Arc::new(Semaphore::new(WAITERS)),
+            clients: Arc::default(),
             refused,
         })
     }
@@ -115,9 +163,14 @@ impl BasicAuth {
         !self.users.load().hashes.is_empty()
     }
 
-    /// Lets the request through, or answers it 401 (503 when too many
-    /// wait for a check, or one waited [`WAIT`]).
-    pub async fn check(&self, headers: &HeaderMap, families: &Families) -> Result<(), Refused> {
+    /// Lets the request of `client` through, or answers it 401 (503 when
+    /// too many wait for a check, or one waited [`WAIT`]).
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        families: &Families,
+    ) -> Result<(), Refused> {
         let users = self.users.load_full();
         if users.hashes.is_empty() {
             return Ok(());
@@ -126,10 +179,15 @@ impl BasicAuth {
             Ok(found) => found,
             Err(reason) => return Err(self.unauthorized(reason)),
         };
-        if password.len() >= MAX_PASSWORD {
-            return Err(self.unauthorized("wrong_password"));
-        }
         let known = users.hashes.get(&user).cloned();
+        if password.len() > MAX_PASSWORD {
+            let reason = if known.is_some() {
+                "wrong_password"
+            } else {
+                "unknown_user"
+            };
+            return Err(self.unauthorized(reason));
+        }
         let key = (known.as_ref()).map(|hash| remembered_as(&user, hash, &password));
         if key.as_ref().is_some_and(|key| self.remembered(key)) {
             return Ok(());
@@ -144,19 +202,24 @@ impl BasicAuth {
         let Ok(waiting) = self.waiting.clone().try_acquire_owned() else {
             return Err(busy());
         };
+        let Some(slot) = ClientSlot::take(&self.clients, client) else {
+            return Err(busy());
+        };
         let turn = tokio::time::timeout(WAIT, self.turn.clone().acquire_owned()).await;
         drop(waiting);
         let Ok(Ok(turn)) = turn else {
             return Err(busy());
         };
         let verified = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
+            let _held = (turn, slot);
             match known {
                 Some(hash) => bcrypt::verify(password, &hash).unwrap_or(false),
                 // An unknown user costs a check at the users' cost too, so
                 // timing does not tell which users exist.
                 None => {
-                    let _ = bcrypt::verify(password, users.dummy());
+                    if let Some(dummy) = &users.dummy {
+                        let _ = bcrypt::verify(password, dummy);
+                    }
                     false
                 }
             }
@@ -249,16 +312,25 @@ mod tests {
         let hash = bcrypt::hash("secret", 4).unwrap();
         let users = BTreeMap::from([("alice".to_string(), hash)]);
         let auth = BasicAuth::new(users, &families).unwrap();
-        assert!(auth.check(&basic("alice:secret"), &families).await.is_ok());
+        let client = IpAddr::from([127, 0, 0, 1]);
+        assert!(
+            auth.check(&basic("alice:secret"), client, &families)
+                .await
+                .is_ok()
+        );
         assert_eq!(auth.verified.lock().unwrap().len(), 1);
-        assert!(auth.check(&basic("alice:secret"), &families).await.is_ok());
+        assert!(
+            auth.check(&basic("alice:secret"), client, &families)
+                .await
+                .is_ok()
+        );
         for (headers, reason) in [
             (basic("alice:wrong"), "wrong_password"),
             (basic("bob:secret"), "unknown_user"),
             (basic("no colon"), "malformed"),
             (HeaderMap::new(), "missing"),
         ] {
-            let refused = auth.check(&headers, &families).await.unwrap_err();
+            let refused = auth.check(&headers, client, &families).await.unwrap_err();
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{reason}");
             assert_eq!(
                 refused.headers()[header::WWW_AUTHENTICATE],
@@ -274,13 +346,88 @@ mod tests {
         assert_eq!(auth.verified.lock().unwrap().len(), 1);
         // What was verified needs no turn: it passes while the check is busy.
         let turn = auth.turn.clone().acquire_owned().await.unwrap();
-        assert!(auth.check(&basic("alice:secret"), &families).await.is_ok());
+        assert!(
+            auth.check(&basic("alice:secret"), client, &families)
+                .await
+                .is_ok()
+        );
         // A password bcrypt would truncate is refused without a turn.
-        let long = format!("alice:{}", "x".repeat(72));
-        let refused = auth.check(&basic(&long), &families).await.unwrap_err();
+        let long = format!("alice:{}", "x".repeat(73));
+        let refused = auth
+            .check(&basic(&long), client, &families)
+            .await
+            .unwrap_err();
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         drop(turn);
+        // 72 bytes is bcrypt's whole key: checked, as Go's bcrypt does.
+        let hash = bcrypt::hash("y".repeat(72), 4).unwrap();
+        auth.replace(BTreeMap::from([("bob".to_string(), hash)]));
+        let bob = format!("bob:{}", "y".repeat(72));
+        assert!(auth.check(&basic(&bob), client, &families).await.is_ok());
         auth.replace(BTreeMap::new());
-        assert!(auth.check(&HeaderMap::new(), &families).await.is_ok());
+        assert!(
+            auth.check(&HeaderMap::new(), client, &families)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_waiting_slot() {
+        let families = Arc::new(Families::new());
+        // Cost 8 (milliseconds a check) leaves each finished task time to
+        // note that it finished before the next check is done.
+        let hash = bcrypt::hash("secret", 8).unwrap();
+        let users = BTreeMap::from([("alice".into(), hash)]);
+        let auth = Arc::new(BasicAuth::new(users, &families).unwrap());
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let check = |who: &'static str, address: [u8; 4], password: &'static str| {
+            let (auth, families, finished) = (auth.clone(), families.clone(), finished.clone());
+            tokio::spawn(async move {
+                let basic = basic(&format!("alice:{password}"));
+                let result = auth.check(&basic, IpAddr::from(address), &families).await;
+                finished.lock().unwrap().push(who);
+                result.map_err(|refused| refused.status())
+            })
+        };
+        // The check is busy: whoever needs bcrypt waits.
+        let turn = auth.turn.clone().acquire_owned().await.unwrap();
+        let attacker = [192, 0, 2, 1];
+        let guesses: Vec<_> = (0..PER_CLIENT)
+            .map(|_| check("guess", attacker, "guess"))
+            .collect();
+        while auth.clients.lock().unwrap().get(&IpAddr::from(attacker)) != Some(&PER_CLIENT) {
+            tokio::task::yield_now().await;
+        }
+        let third = auth
+            .check(&basic("alice:guess"), attacker.into(), &families)
+            .await;
+        assert_eq!(third.unwrap_err().status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Another client still gets a slot, and its turn after those before it.
+        let scraper = check("scraper", [192, 0, 2, 2], "secret");
+        while auth.clients.lock().unwrap().len() != 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(turn);
+        for guess in guesses {
+            assert_eq!(guess.await.unwrap(), Err(StatusCode::UNAUTHORIZED));
+        }
+        assert_eq!(scraper.await.unwrap(), Ok(()));
+        assert_eq!(*finished.lock().unwrap(), ["guess", "guess", "scraper"]);
+        assert!(auth.clients.lock().unwrap().is_empty());
+        let text = families.encode(crate::exposition::Format::Text);
+        assert!(
+            text.contains("promwasm_http_rejected_total{reason=\"auth_busy\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let key = |a: &str| client_key(a.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::");
     }
 }

@@ -189,7 +189,7 @@ pub struct Cli {
     /// refused at load.
     #[arg(
         long,
-        env = "PROMWASM_CONST_LABELS",
+        env = "PROMWASM_CONST_LABEL",
         value_name = "NAME=VALUE",
         value_delimiter = ','
     )]

@@ -47,26 +47,39 @@ impl Format {
     }
 }
 
-/// Whether an `Accept-Encoding` header takes gzip: listed, or as `*`, with
-/// a non-zero quality.
+/// Whether an `Accept-Encoding` header takes gzip: listed with a non-zero
+/// quality, or, when not listed, taken by a `*` with one (RFC 9110: the
+/// named coding wins over the wildcard).
 pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accepts(accept_encoding, |coding| {
-        coding.eq_ignore_ascii_case("gzip") || coding == "*"
-    })
+    let Some(header) = accept_encoding else {
+        return false;
+    };
+    let quality = quality(header, |coding| coding.eq_ignore_ascii_case("gzip"))
+        .or_else(|| quality(header, |coding| coding == "*"));
+    quality.is_some_and(|q| q > 0.0)
 }
 
 /// Whether a comma-separated `Accept`-style header lists an item that
-/// `matches`, without a quality of zero (`;q=0`).
+/// `matches` with a non-zero quality.
 fn accepts(header: Option<&str>, matches: impl Fn(&str) -> bool) -> bool {
-    header.is_some_and(|header| {
-        header.split(',').any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            matches(parts.next().unwrap_or(""))
-                && !parts.any(|p| {
-                    p.strip_prefix("q=")
-                        .and_then(|q| q.parse::<f64>().ok())
-                        .is_some_and(|q| q <= 0.0)
-                })
+    (header.and_then(|header| quality(header, matches))).is_some_and(|q| q > 0.0)
+}
+
+/// The quality (`;q=`, any case) of the first item of an `Accept`-style
+/// header that `matches`: 1 when it gives none, 0 when it is not a number
+/// (`NaN` included, which compares as no quality at all).
+fn quality(header: &str, matches: impl Fn(&str) -> bool) -> Option<f64> {
+    header.split(',').find_map(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let listed = matches(parts.next().unwrap_or(""));
+        listed.then(|| {
+            let q = parts.find_map(|param| {
+                let (key, value) = param.split_once('=')?;
+                key.trim().eq_ignore_ascii_case("q").then_some(value.trim())
+            });
+            q.map_or(1.0, |q| {
+                q.parse::<f64>().ok().filter(|q| !q.is_nan()).unwrap_or(0.0)
+            })
         })
     })
 }
@@ -137,6 +150,15 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0, deflate")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(Some("x-gzip")));
+        // The named coding wins over the wildcard, in either order.
+        assert!(!accepts_gzip(Some("gzip;q=0, *")));
+        assert!(!accepts_gzip(Some("*, gzip;q=0")));
+        assert!(accepts_gzip(Some("*;q=0, gzip")));
+        assert!(!accepts_gzip(Some("*;q=0")));
+        // The parameter's name in any case; a quality that is no number is 0.
+        assert!(!accepts_gzip(Some("gzip; Q=0")));
+        assert!(!accepts_gzip(Some("gzip;q=NaN")));
+        assert!(!accepts_gzip(Some("gzip;q=high")));
     }
 
     #[test]

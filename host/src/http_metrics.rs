@@ -223,20 +223,33 @@ pub struct HttpMetrics {
     exclude: Arc<Exclusions>,
 }
 
+/// The default families, by name without the prefix.
+const FAMILIES: [&str; 4] = [
+    "http_request_duration_seconds",
+    "http_request",
+    "http_request_exceptions",
+    "exporter",
+];
+
+/// The body size histograms of `--size-metrics`, by name without the prefix.
+const SIZE_FAMILIES: [&str; 2] = ["http_request_size_bytes", "http_response_size_bytes"];
+
+fn prefixed(prefix: Option<&str>, name: &str) -> String {
+    match prefix {
+        Some(prefix) => format!("{prefix}_{name}"),
+        None => name.to_string(),
+    }
+}
+
 impl HttpMetrics {
-    /// The family names (before any type suffix) registered under `prefix`.
-    /// The size histograms' names are claimed even when they are off, so
-    /// turning them on never clashes with a guest's family.
-    pub fn family_names(prefix: Option<&str>) -> [String; 6] {
-        let p = prefix.map(|p| format!("{p}_")).unwrap_or_default();
-        [
-            format!("{p}http_request_duration_seconds"),
-            format!("{p}http_request"),
-            format!("{p}http_request_exceptions"),
-            format!("{p}exporter"),
-            format!("{p}http_request_size_bytes"),
-            format!("{p}http_response_size_bytes"),
-        ]
+    /// The family names (before any type suffix) registered under
+    /// `prefix`: the size histograms' only when they are on, so that with
+    /// the defaults a guest may declare what it declared before.
+    pub fn family_names(prefix: Option<&str>, options: &HttpOptions) -> Vec<String> {
+        let sizes: &[&str] = if options.sizes { &SIZE_FAMILIES } else { &[] };
+        (FAMILIES.iter().chain(sizes))
+            .map(|name| prefixed(prefix, name))
+            .collect()
     }
 
     pub fn register(registry: &mut Registry, prefix: Option<&str>, options: &HttpOptions) -> Self {
@@ -253,15 +266,9 @@ impl HttpMetrics {
             status_classes: options.status_classes,
             exclude: Arc::new(options.exclude.clone()),
         };
-        let [
-            duration,
-            requests,
-            exceptions,
-            exporter,
-            request_size,
-            response_size,
-        ] = Self::family_names(prefix);
+        let [duration, requests, exceptions, exporter] = FAMILIES.map(|n| prefixed(prefix, n));
         if let Some((request, response)) = &metrics.sizes {
+            let [request_size, response_size] = SIZE_FAMILIES.map(|n| prefixed(prefix, n));
             registry.register(
                 request_size,
                 "HTTP request body size in bytes, by method, route template and status",

@@ -4,6 +4,7 @@
 //! baseline of the benchmark).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -196,26 +197,40 @@ impl<H: Handler> Pipeline<H> {
         self
     }
 
-    /// Answers one request that came in on a listener of `role`.
-    pub async fn serve(&self, request: Request<Incoming>, role: Role) -> Response<Body> {
+    /// Answers one request that came in on a listener of `role` from
+    /// `client` (its address, which the metrics' authentication bounds
+    /// checks by).
+    pub async fn serve(
+        &self,
+        request: Request<Incoming>,
+        role: Role,
+        client: IpAddr,
+    ) -> Response<Body> {
         let start = Instant::now();
         let is_metrics_path = request.uri().path() == self.scraper.path();
         match role {
-            Role::Metrics if is_metrics_path => self.metrics(request).await,
-            Role::Metrics => response::not_found(),
+            Role::Metrics if is_metrics_path => self.metrics(request, client).await,
+            Role::Metrics => {
+                let mut response = response::not_found();
+                if let Some(web) = &self.web {
+                    web.decorate(&mut response);
+                }
+                response
+            }
             Role::Main {
                 serves_metrics: true,
-            } if is_metrics_path => self.metrics(request).await,
+            } if is_metrics_path => self.metrics(request, client).await,
             Role::Main { .. } => self.route(request, start).await,
         }
     }
 
     /// Answers a scrape, once the web config's authentication lets it in.
-    async fn metrics(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn metrics(&self, request: Request<Incoming>, client: IpAddr) -> Response<Body> {
         let Some(web) = &self.web else {
             return self.scraper.scrape(&self.families, &request);
         };
-        let mut response = match web.admit(request.headers(), &self.families).await {
+        let admitted = web.admit(request.headers(), client, &self.families).await;
+        let mut response = match admitted {
             Ok(()) => self.scraper.scrape(&self.families, &request),
             Err(refused) => refused,
         };
@@ -284,7 +299,7 @@ impl<H: Handler> Pipeline<H> {
             excluded,
             request_bytes: answer.request_bytes,
         };
-        let mut response = record.answer(answer);
+        let mut response = record.answer(answer, is_head);
         if is_head {
             strip_body(&mut response);
         }
@@ -370,8 +385,10 @@ struct Record<H> {
 
 impl<H: Handler> Record<H> {
     /// Records an answer whose body is whole now, or wraps a streamed one
-    /// so that it is recorded when its body ends or is dropped.
-    fn answer(mut self, answer: Answer) -> Response<Body> {
+    /// so that it is recorded when its body ends or is dropped. The
+    /// response size is the body bytes sent: none for `HEAD`, whose
+    /// streamed body is dropped unsent.
+    fn answer(mut self, answer: Answer, is_head: bool) -> Response<Body> {
         self.in_progress = answer.in_progress;
         let status = answer.response.status();
         let (head, reply) = answer.response.into_parts();
@@ -379,7 +396,12 @@ impl<H: Handler> Record<H> {
             Reply::Whole(body) => {
                 let size = hyper::body::Body::size_hint(&body);
                 self.call(status, answer.stats.as_ref(), answer.failure);
-                self.request(status, size.exact().unwrap_or(size.lower()));
+                let sent = if is_head {
+                    0
+                } else {
+                    size.exact().unwrap_or(size.lower())
+                };
+                self.request(status, sent);
                 body
             }
             Reply::Streamed(streamed) => Recorded {

@@ -144,6 +144,11 @@ impl Families {
         }
     }
 
+    /// How the default families record.
+    pub fn http_options(&self) -> &HttpOptions {
+        &self.http_options
+    }
+
     /// Whether every series carries a constant label named `name`.
     pub fn has_const_label(&self, name: &str) -> bool {
         self.const_labels.iter().any(|l| l == name)
@@ -193,7 +198,7 @@ impl Families {
         );
         if let Some(http) = &wanted.http {
             claims.extend(
-                HttpMetrics::family_names(http.prefix.as_deref())
+                HttpMetrics::family_names(http.prefix.as_deref(), &self.http_options)
                     .into_iter()
                     .map(|name| (name, Signature::Http)),
             );

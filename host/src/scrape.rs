@@ -185,10 +185,14 @@ impl Scraper {
             );
             return response::text(StatusCode::SERVICE_UNAVAILABLE, message);
         };
+        let names = requested_names(request.uri().query());
+        if names.len() > MAX_NAMES {
+            let message = format!("{} name[] parameters: at most {MAX_NAMES}", names.len());
+            return response::text(StatusCode::BAD_REQUEST, message);
+        }
         let value = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
         let format = Format::negotiate(value(header::ACCEPT));
         let mut text = families.encode(format);
-        let names = requested_names(request.uri().query());
         if !names.is_empty() {
             text = exposition::select(&text, &names);
         }
@@ -215,6 +219,10 @@ impl Scraper {
         holding(response, permit)
     }
 }
+
+/// The most `name[]` parameters a scrape may give: each is compared with
+/// every family, so the count is bounded as the URI's length is.
+const MAX_NAMES: usize = 256;
 
 /// The values of the query's `name[]` parameters (percent-decoded), the
 /// parameter the Prometheus Python client reads.
@@ -355,6 +363,12 @@ mod tests {
         let none = scraper.scrape(&families, &get("/metrics?name[]=no_such_family"));
         assert_eq!(none.status(), StatusCode::OK);
         assert_eq!(text(none).await, "");
+        let many = |n: usize| format!("/metrics?{}", vec!["name[]=x"; n].join("&"));
+        let at_cap = scraper.scrape(&families, &get(&many(MAX_NAMES)));
+        assert_eq!(at_cap.status(), StatusCode::OK);
+        let past = scraper.scrape(&families, &get(&many(MAX_NAMES + 1)));
+        assert_eq!(past.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(text(past).await, "257 name[] parameters: at most 256");
     }
 
     #[test]

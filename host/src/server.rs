@@ -2,7 +2,7 @@
 //! pipeline, counting the connections hyper refused, and draining at stop.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ pub async fn serve<H: Handler>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, client) = match accepted {
+                    Ok((stream, peer)) => (stream, peer.ip()),
                     Err(e) => {
                         // Out of file descriptors and the like: keep serving the
                         // connections we have and try again shortly.
@@ -58,14 +58,16 @@ pub async fn serve<H: Handler>(
                 let watcher = graceful.watcher();
                 match &tls {
                     None => {
-                        tokio::spawn(connection(pipeline, stream, role, watcher));
+                        tokio::spawn(connection(pipeline, stream, role, client, watcher));
                     }
                     Some(tls) => {
                         let tls = tls.clone();
                         tokio::spawn(async move {
                             let timeout = pipeline.limits.header_read_timeout;
                             match tls.accept(stream, timeout).await {
-                                Ok(stream) => connection(pipeline, stream, role, watcher).await,
+                                Ok(stream) => {
+                                    connection(pipeline, stream, role, client, watcher).await
+                                }
                                 Err(e) => {
                                     pipeline.families.rejections.inc(e.reason());
                                     tracing::debug!(error = ?e, "TLS handshake failed");
@@ -87,12 +89,14 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Serves the requests of one connection (plain or TLS) with the pipeline,
-/// counting the connections hyper refused; for the caller to spawn.
+/// Serves the requests of one connection (plain or TLS) from `client` with
+/// the pipeline, counting the connections hyper refused; for the caller to
+/// spawn.
 fn connection<H, I>(
     pipeline: Arc<Pipeline<H>>,
     io: I,
     role: Role,
+    client: IpAddr,
     watcher: Watcher,
 ) -> impl Future<Output = ()> + Send + 'static
 where
@@ -103,7 +107,7 @@ where
     let builder = pipeline.limits.http1_builder();
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
-        async move { Ok::<_, Infallible>(pipeline.serve(request, role).await) }
+        async move { Ok::<_, Infallible>(pipeline.serve(request, role, client).await) }
     });
     let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
     async move {

@@ -3,6 +3,7 @@
 //! metrics endpoint. The file is read again at each SIGHUP; a file that
 //! does not load whole changes nothing, and is logged and counted.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,12 +62,18 @@ impl Web {
         self.tls.clone()
     }
 
-    /// Lets a request for the metrics through, or answers it.
-    pub async fn admit(&self, headers: &HeaderMap, families: &Families) -> Result<(), Refused> {
-        self.auth.check(headers, families).await
+    /// Lets a request of `client` for the metrics through, or answers it.
+    pub async fn admit(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        families: &Families,
+    ) -> Result<(), Refused> {
+        self.auth.check(headers, client, families).await
     }
 
-    /// Adds the file's headers to an answer of the metrics endpoint.
+    /// Adds the file's headers to an answer of the metrics endpoint, or of
+    /// the metrics listener.
     pub fn decorate(&self, response: &mut Response<Body>) {
         for (name, value) in self.headers.load().iter() {
             response.headers_mut().insert(name.clone(), value.clone());

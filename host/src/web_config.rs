@@ -121,7 +121,13 @@ impl WebConfig {
             l.is_empty() || l.starts_with('#') || l == "---"
         }) {
             true => RawConfig::default(),
-            false => serde_saphyr::from_str(text)?,
+            // Without the source lines a snippet would quote: the line of
+            // an error may be a user's hash.
+            false => {
+                let mut options = serde_saphyr::Options::default();
+                options.with_snippet = false;
+                serde_saphyr::from_str_with_options(text, options)?
+            }
         };
         unsupported(raw.rate_limit.is_some(), "rate_limit")?;
         match raw.http_server_config.http2 {
@@ -417,6 +423,15 @@ basic_auth_users:
             let err = refused(&text);
             assert!(err.contains(message), "{text}\n=> {err}");
             assert!(!err.contains("plain-password"), "{err}");
+        }
+        // A YAML error quotes no line of the file: one may hold a hash.
+        for broken in [
+            format!("basic_auth_users:\n  alice: {HASH}\n  bob: [\n"),
+            format!("basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n"),
+        ] {
+            let err = refused(&broken);
+            assert!(!err.contains(&HASH[7..]), "{err}");
+            assert!(err.contains("line 3"), "{err}");
         }
     }
 }
