@@ -225,10 +225,10 @@ impl Prometheus {
                     let _ = child.wait();
                     break Err(format!("not ready within {DEADLINE:?}"));
                 }
-                if let Ok(r) = agent.get(format!("{base}/-/ready")).call() {
-                    if r.status() == 200 {
-                        break Ok(());
-                    }
+                if let Ok(r) = agent.get(format!("{base}/-/ready")).call()
+                    && r.status() == 200
+                {
+                    break Ok(());
                 }
                 std::thread::sleep(POLL);
             };

@@ -689,7 +689,7 @@ impl fmt::Display for Size {
         let n = self.0;
         match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
             .into_iter()
-            .find(|(shift, _)| n != 0 && n % (1 << shift) == 0)
+            .find(|(shift, _)| n != 0 && n.is_multiple_of(1 << shift))
         {
             Some((shift, unit)) => write!(f, "{}{unit}", n >> shift),
             None => write!(f, "{n}"),

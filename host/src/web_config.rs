@@ -130,11 +130,10 @@ impl WebConfig {
             }
         };
         unsupported(raw.rate_limit.is_some(), "rate_limit")?;
-        match raw.http_server_config.http2 {
-            Some(true) => bail!(
+        if raw.http_server_config.http2 == Some(true) {
+            bail!(
                 "http_server_config.http2: promwasm serves HTTP/1.1 only; set it to false or leave it out"
-            ),
-            Some(false) | None => {}
+            );
         }
         Ok(WebConfig {
             tls: raw.tls_server_config.map(|t| tls(t, dir)).transpose()?,

@@ -127,7 +127,7 @@ impl App {
         };
         let position = |literal: bool| {
             self.routes.iter().position(|(r, _)| {
-                allows(r) && r.path.contains('{') != literal && params(&r.path, path).is_some()
+                allows(r) && r.path.contains('{') != literal && params(r.path, path).is_some()
             })
         };
         let index = position(true).or_else(|| position(false))?;
