@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -39,6 +40,7 @@ pub async fn serve<H: Handler>(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let builder = pipeline.limits.http1_builder();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -58,15 +60,17 @@ pub async fn serve<H: Handler>(
                 let watcher = graceful.watcher();
                 match &tls {
                     None => {
-                        tokio::spawn(connection(pipeline, stream, role, client, watcher));
+                        let serving = connection(pipeline, &builder, stream, role, client, watcher);
+                        tokio::spawn(serving);
                     }
                     Some(tls) => {
-                        let tls = tls.clone();
+                        let (tls, builder) = (tls.clone(), builder.clone());
                         tokio::spawn(async move {
                             let timeout = pipeline.limits.header_read_timeout;
                             match tls.accept(stream, timeout).await {
                                 Ok(stream) => {
-                                    connection(pipeline, stream, role, client, watcher).await
+                                    connection(pipeline, &builder, stream, role, client, watcher)
+                                        .await
                                 }
                                 Err(e) => {
                                     pipeline.families.rejections.inc(e.reason());
@@ -90,10 +94,11 @@ pub async fn serve<H: Handler>(
 }
 
 /// Serves the requests of one connection (plain or TLS) from `client` with
-/// the pipeline, counting the connections hyper refused; for the caller to
-/// spawn.
+/// the pipeline and the listener's HTTP/1 settings, counting the
+/// connections hyper refused; for the caller to spawn.
 fn connection<H, I>(
     pipeline: Arc<Pipeline<H>>,
+    builder: &http1::Builder,
     io: I,
     role: Role,
     client: IpAddr,
@@ -104,7 +109,6 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let rejections = pipeline.families.rejections.clone();
-    let builder = pipeline.limits.http1_builder();
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.serve(request, role, client).await) }
