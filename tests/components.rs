@@ -8,7 +8,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{
     EXAMPLE_WASM, FIXTURE_WASM, HTTP_FIXTURE_WASM, Promwasm, Scrape, request, start_failure,
@@ -227,18 +227,11 @@ fn sha256_of(s: &Scrape, component: &str) -> String {
 fn hangup_until(app: &Promwasm, component: &str, result: &str) -> Scrape {
     let before = reloads(&app.scrape(), component, result);
     app.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("a {result} reload of {component}");
+    support::wait_within(&what, Duration::from_secs(60), || {
         let s = app.scrape();
-        if reloads(&s, component, result) > before {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {result} reload of {component}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (reloads(&s, component, result) > before).then_some(s)
+    })
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{Promwasm, raw, repo_root, request};
+use support::{Promwasm, Reply, raw, repo_root, request};
 
 /// The same requests every time: every kind of answer the example gives.
 fn traffic(app: &Promwasm) {
@@ -146,19 +146,8 @@ fn the_javascript_example_gives_the_same_exposition() {
 }
 
 /// `GET /metrics` with these request headers: status, headers, raw body.
-fn scrape_raw(app: &Promwasm, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
-    let mut builder = ureq::http::Request::builder().uri(app.url("/metrics"));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = support::agent().run(builder.body(()).unwrap()).unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body
-        .into_with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    (parts.status.as_u16(), parts.headers, body)
+fn scrape_raw(app: &Promwasm, headers: &[(&str, &str)]) -> Reply<Vec<u8>> {
+    support::exchange(&support::agent(), "GET", &app.url("/metrics"), headers, b"")
 }
 
 fn gunzip(bytes: &[u8]) -> String {
@@ -175,59 +164,43 @@ fn gunzip(bytes: &[u8]) -> String {
 fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
     let app = Promwasm::start(&[]);
     traffic(&app);
-    let header = |headers: &ureq::http::HeaderMap, name: &str| {
-        headers.get(name).map(|v| v.to_str().unwrap().to_string())
-    };
     let openmetrics = "application/openmetrics-text;version=1.0.0";
     for accept in ["text/plain", openmetrics] {
-        let (status, plain_headers, plain) = scrape_raw(&app, &[("accept", accept)]);
-        assert_eq!(status, 200);
-        assert_eq!(header(&plain_headers, "content-encoding"), None);
-        assert_eq!(
-            header(&plain_headers, "vary").as_deref(),
-            Some("Accept-Encoding")
-        );
-        let (status, headers, packed) =
-            scrape_raw(&app, &[("accept", accept), ("accept-encoding", "gzip")]);
-        assert_eq!(status, 200);
-        assert_eq!(
-            header(&headers, "content-encoding").as_deref(),
-            Some("gzip")
-        );
-        assert_eq!(
-            header(&headers, "content-type"),
-            header(&plain_headers, "content-type")
-        );
+        let plain = scrape_raw(&app, &[("accept", accept)]);
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.header("content-encoding"), None);
+        assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+        let packed = scrape_raw(&app, &[("accept", accept), ("accept-encoding", "gzip")]);
+        assert_eq!(packed.status, 200);
+        assert_eq!(packed.header("content-encoding"), Some("gzip"));
+        assert_eq!(packed.header("content-type"), plain.header("content-type"));
         // The same exposition, but for what moves between two scrapes.
         assert_eq!(
-            normalized(&gunzip(&packed)),
-            normalized(&String::from_utf8(plain.clone()).unwrap())
+            normalized(&gunzip(&packed.body)),
+            normalized(&String::from_utf8(plain.body.clone()).unwrap())
         );
         assert!(
-            packed.len() < plain.len() / 3,
+            packed.body.len() < plain.body.len() / 3,
             "{} of {}",
-            packed.len(),
-            plain.len()
+            packed.body.len(),
+            plain.body.len()
         );
     }
-    let (_, headers, body) = scrape_raw(&app, &[("accept-encoding", "gzip;q=0, identity")]);
-    assert_eq!(header(&headers, "content-encoding"), None);
+    let refused = scrape_raw(&app, &[("accept-encoding", "gzip;q=0, identity")]);
+    assert_eq!(refused.header("content-encoding"), None);
     assert!(
-        String::from_utf8(body)
+        String::from_utf8(refused.body)
             .unwrap()
             .contains("flask_http_request_total")
     );
 
     let off = Promwasm::start(&["--no-metrics-gzip"]);
-    let (_, headers, body) = scrape_raw(&off, &[("accept-encoding", "gzip")]);
+    let reply = scrape_raw(&off, &[("accept-encoding", "gzip")]);
     assert_eq!(
-        (
-            header(&headers, "content-encoding"),
-            header(&headers, "vary")
-        ),
+        (reply.header("content-encoding"), reply.header("vary")),
         (None, None)
     );
-    assert!(String::from_utf8(body).unwrap().starts_with("# HELP"));
+    assert!(String::from_utf8(reply.body).unwrap().starts_with("# HELP"));
 }
 
 /// The `# TYPE` lines of an exposition: which families it holds.

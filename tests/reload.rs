@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{EXAMPLE_WASM, FIXTURE_WASM, Promwasm, Scrape};
 
@@ -51,14 +51,10 @@ fn reloads(s: &Scrape, result: &str) -> f64 {
 fn hangup_and_wait(app: &Promwasm, result: &str) {
     let before = reloads(&app.scrape(), result);
     app.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reloads(&app.scrape(), result) <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no {result} reload counted after SIGHUP"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("a {result} reload counted after SIGHUP");
+    support::wait_within(&what, Duration::from_secs(30), || {
+        (reloads(&app.scrape(), result) > before).then_some(())
+    });
 }
 
 #[test]

@@ -214,15 +214,15 @@ pub fn start_failure(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-/// An HTTP answer.
+/// An HTTP answer, its body as text (or as bytes, from [`exchange`]).
 #[derive(Debug)]
-pub struct Reply {
+pub struct Reply<B = String> {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: B,
 }
 
-impl Reply {
+impl<B> Reply<B> {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -253,6 +253,29 @@ pub fn request_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    let Reply {
+        status,
+        headers,
+        body,
+    } = exchange(agent, method, url, headers, body);
+    let body =
+        String::from_utf8(body).unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends one request through `agent`; the answer's body as bytes, at most
+/// 256 MiB, and a header value that is not visible ASCII as "".
+pub fn exchange(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply<Vec<u8>> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
@@ -271,7 +294,7 @@ pub fn request_with(
         .into_body()
         .with_config()
         .limit(256 << 20)
-        .read_to_string()
+        .read_to_vec()
         .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
     Reply {
         status,
@@ -461,9 +484,14 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// Polls `f` every 50 ms until it gives a value, for at most 20 s.
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+/// Polls `f` every 20 ms until it gives a value, for at most 20 s.
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_within(what, Duration::from_secs(20), f)
+}
+
+/// Polls `f` every 20 ms until it gives a value, for at most `timeout`.
+pub fn wait_within<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(found) = f() {
             return found;
@@ -472,6 +500,6 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
             std::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
